@@ -1,0 +1,114 @@
+"""API keys: random secrets shown once, stored only as a SHA-256 hash."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.orm import Session
+
+from app.auth.models import ApiKey
+from app.db import dialect_insert, utcnow
+from app.errors import InvalidInput, NotFound
+from app.units.models import Unit
+
+KEY_PREFIX = "sv_"
+BOOTSTRAP_KEY_NAME = "bootstrap-admin"
+
+
+class Role(StrEnum):
+    SOURCE = "source"
+    INSPECTOR = "inspector"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: int
+    name: str
+    role: Role
+    unit_id: str | None
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    secret: str
+
+
+def hash_secret(secret: str) -> str:
+    # Keys are 256-bit random secrets, so a fast hash is safe: there is nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(session: Session, *, name: str, role: Role, unit_id: str | None = None) -> CreatedKey:
+    name = name.strip()
+    if not name or len(name) > 64:
+        raise InvalidInput([(("name",), "a key name is 1 to 64 characters")])
+    if unit_id is not None:
+        if role is not Role.INSPECTOR:
+            raise InvalidInput([(("unit",), "only inspector keys are scoped to a unit")])
+        if session.get(Unit, unit_id) is None:
+            raise InvalidInput([(("unit",), f"unknown unit {unit_id!r}: register it first (PUT /v1/units/{{id}})")])
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        name=name,
+        role=role.value,
+        unit_id=unit_id,
+        key_hash=hash_secret(secret),
+        prefix=secret[: len(KEY_PREFIX) + 6],
+        created_at=utcnow(),
+    )
+    session.add(key)
+    session.flush()
+    return CreatedKey(key=key, secret=secret)
+
+
+def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.id)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return list(session.scalars(query))
+
+
+def revoke_key(session: Session, *, key_id: int) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"no API key with id {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+    return key
+
+
+def authenticate(conn: Connection, secret: str) -> Principal | None:
+    """The active key whose hash matches `secret`, or None. Revocation takes effect on the next request."""
+    digest = hash_secret(secret)
+    row = conn.execute(
+        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.unit_id, ApiKey.key_hash).where(
+            ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
+        )
+    ).first()
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    return Principal(key_id=row.id, name=row.name, role=Role(row.role), unit_id=row.unit_id)
+
+
+def ensure_bootstrap_admin(session: Session, secret: str) -> None:
+    """Make sure an active admin key with this exact secret exists (idempotent, safe across workers)."""
+    digest = hash_secret(secret)
+    values = {
+        "name": BOOTSTRAP_KEY_NAME,
+        "role": Role.ADMIN.value,
+        "key_hash": digest,
+        "prefix": secret[:9],
+        "created_at": utcnow(),
+    }
+    session.execute(dialect_insert(session, ApiKey).values(values).on_conflict_do_nothing(index_elements=["key_hash"]))
+    session.execute(
+        update(ApiKey).where(ApiKey.key_hash == digest).values(role=Role.ADMIN.value, revoked_at=None, unit_id=None)
+    )

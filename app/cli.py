@@ -1,0 +1,132 @@
+"""The `supervision` command."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from app.auth import service as auth_service
+from app.auth.service import Role
+from app.config import get_settings
+from app.db import Database
+from app.errors import AppError
+from app.logging import configure_logging
+from app.migrate import upgrade_head
+
+cli = typer.Typer(help="交管业务综合监管平台 — traffic-police business supervision.", no_args_is_help=True)
+keys_cli = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+cli.add_typer(keys_cli, name="keys")
+console = Console(stderr=True)
+
+
+class RoleChoice(StrEnum):
+    source = "source"
+    inspector = "inspector"
+    admin = "admin"
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes")] = 1,
+    access_log: Annotated[bool, typer.Option(help="log every request")] = True,
+) -> None:
+    """Run the HTTP API with uvicorn."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker writes its metrics here and /metrics adds them up, whichever worker answers.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="supervision-metrics-")
+    uvicorn.run(
+        "app.main:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=access_log,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Upgrade the database schema to the latest migration (alembic upgrade head)."""
+    settings = get_settings()
+    upgrade_head(settings.database_url)
+    typer.echo("database is at the latest migration")
+
+
+@keys_cli.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="the key's name; for a source key, the events' source")],
+    role: Annotated[RoleChoice, typer.Option(help="source, inspector or admin")],
+    unit: Annotated[str | None, typer.Option(help="limit an inspector key to this unit and those below")] = None,
+) -> None:
+    """Create a key and print it (alone, on the last line). Only its hash is stored."""
+    db = Database(get_settings())
+    try:
+        with db.session(write=True) as session:
+            created = auth_service.create_key(session, name=name, role=Role(role.value), unit_id=unit)
+            key_id = created.key.id
+    except AppError as exc:
+        raise _fail(exc.detail) from None
+    finally:
+        db.dispose()
+    typer.echo(f"created key {key_id} named {name!r} with role {role.value}; it is shown only this once:")
+    typer.echo(created.secret)
+
+
+@keys_cli.command("list")
+def keys_list(all_: Annotated[bool, typer.Option("--all", help="include revoked keys")] = False) -> None:
+    """List keys (never their secrets)."""
+    db = Database(get_settings())
+    try:
+        with db.session() as session:
+            keys = auth_service.list_keys(session, include_revoked=all_)
+    finally:
+        db.dispose()
+    table = Table("id", "name", "role", "unit", "prefix", "created", "revoked")
+    for key in keys:
+        table.add_row(
+            str(key.id),
+            key.name,
+            key.role,
+            key.unit_id or "",
+            key.prefix + "…",
+            key.created_at.isoformat(timespec="seconds"),
+            key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
+        )
+    Console().print(table)
+
+
+@keys_cli.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="the key's id, from `keys list`")]) -> None:
+    """Revoke a key: requests with it are refused (401) from now on."""
+    db = Database(get_settings())
+    try:
+        with db.session(write=True) as session:
+            key = auth_service.revoke_key(session, key_id=key_id)
+            name = key.name
+    except AppError as exc:
+        raise _fail(exc.detail) from None
+    finally:
+        db.dispose()
+    typer.echo(f"revoked key {key_id} ({name})")
+
+
+def main() -> None:
+    cli()

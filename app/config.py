@@ -1,0 +1,72 @@
+"""Settings read from the environment (prefix ``SUPERVISION_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/supervision.db"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept URLs as users write them and pick the project's driver for each database."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    if url.startswith("sqlite://"):
+        return "sqlite+pysqlite://" + url[len("sqlite://") :]
+    if url.startswith(("postgresql+psycopg://", "sqlite+pysqlite://")):
+        return url
+    raise ValueError("database URL must start with sqlite:// or postgresql://")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SUPERVISION_", extra="ignore")
+
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, description="sqlite:///path or postgresql://…")
+    rules_dir: Path = Field(default=Path("rules"), description="folder of YAML rule files")
+    timezone: str = Field(default="Asia/Shanghai", description="zone for time-of-day rules and windows")
+    bootstrap_admin_key: SecretStr | None = Field(default=None, description="an admin key that exists after start")
+    log_level: str = Field(default="INFO")
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=20, ge=0, le=200)
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("bootstrap_admin_key")
+    @classmethod
+    def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the bootstrap admin key must be at least 16 characters long")
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,209 @@
+"""One error base class and the handlers that turn every error into RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.logging import request_id_var
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("supervision.errors")
+
+Loc = tuple[str | int, ...]
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return JSONResponse.render(self, content)
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_: str | None = None,
+    errors: Sequence[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    phrase = HTTPStatus(status).phrase
+    slug = phrase.lower().replace(" ", "-").replace("'", "")
+    body: dict[str, Any] = {
+        "type": type_ or f"/problems/{slug}",
+        "title": title or phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = list(errors)
+    body.update(extra)
+    request_id = request_id_var.get()
+    if request_id:
+        body["request_id"] = request_id
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+class AppError(Exception):
+    """Base of every error the service raises on purpose; `status` picks the HTTP answer."""
+
+    status = 500
+    title: str | None = None
+
+    def __init__(self, detail: str, *, errors: Sequence[tuple[Loc, str]] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = None if errors is None else [{"loc": list(loc), "msg": msg} for loc, msg in errors]
+        self.extra = extra
+
+    def headers(self) -> dict[str, str] | None:
+        return None
+
+
+class Unauthorized(AppError):
+    status = 401
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="supervision"'}
+
+
+class Forbidden(AppError):
+    status = 403
+
+
+class NotFound(AppError):
+    status = 404
+
+
+class Conflict(AppError):
+    status = 409
+
+
+class PayloadTooLarge(AppError):
+    status = 413
+
+
+class InvalidInput(AppError):
+    """A 422 for input that passed the schema but breaks a rule of the domain."""
+
+    status = 422
+
+    title = "Validation failed"
+
+    def __init__(self, errors: Sequence[tuple[Loc, str]], detail: str | None = None) -> None:
+        summary = "; ".join(f"{_loc_text(loc)}: {msg}" for loc, msg in errors[:5])
+        super().__init__(detail or summary, errors=errors)
+
+
+def _loc_text(loc: Sequence[str | int]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for error in exc.errors():
+        msg = str(error.get("msg", "invalid"))
+        out.append({"loc": list(error.get("loc", ())), "msg": msg, "type": error.get("type")})
+    return out
+
+
+async def _app_error(_request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, AppError)
+    return problem(exc.status, exc.detail, title=exc.title, errors=exc.errors, headers=exc.headers(), **exc.extra)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc)
+    detail = "; ".join(f"{_loc_text(e['loc'])}: {e['msg']}" for e in errors[:5]) or "invalid request"
+    return problem(422, detail, title="Validation failed", errors=errors)
+
+
+async def _http_error(_request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    return problem(exc.status_code, detail, headers=dict(exc.headers) if exc.headers else None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+class CatchAllMiddleware:
+    """Turns an unexpected exception into a 500 problem with the request id, logging the trace.
+
+    It sits inside Starlette's ServerErrorMiddleware so the client never sees a stack trace and the
+    trace is logged once, by us, with the request id.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope.get("path"), "method": scope.get("method")})
+            if started:
+                raise
+            response = problem(500, "An unexpected error occurred; it has been logged with this request id.")
+            await response(scope, receive, send)
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[ErrorItem] | None = None
+    request_id: str | None = None
+
+
+_DESCRIPTIONS = {
+    401: "no key, or a key that is unknown or revoked",
+    403: "the key's role may not do this",
+    404: "not found (or outside the key's unit)",
+    409: "conflicts with the stored state",
+    412: "If-Match does not match the current version",
+    413: "the body is over 1 MiB, or a batch holds over 1000 events",
+    422: "invalid input: `errors[].loc` names each bad field",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem answers a route can give."""
+    return {
+        code: {"description": _DESCRIPTIONS[code], "model": ProblemOut, "content": {PROBLEM_JSON: {}}} for code in codes
+    }

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from app.auth.deps import InspectorKey, SourceKey
+from app.deps import ReadSession, WriteSession
+from app.errors import InvalidInput, responses
+from app.events import service
+from app.events.domains import Domain
+from app.events.models import Event
+from app.events.schemas import (
+    BatchIn,
+    BatchOut,
+    BusinessUnitOut,
+    EventIn,
+    EventOut,
+    IngestResult,
+    OperatorOut,
+)
+from app.metrics import count_after_commit
+from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.timeparams import QueryTime
+from app.units.service import subtree
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+def _result(stored: service.Stored) -> IngestResult:
+    # Rules, alerts and breakers come with the rule engine; until then no breaker can cover a subject.
+    return IngestResult(id=stored.id, duplicate=stored.duplicate, alerts=[], blocked=False, breakers=[])
+
+
+def _store(session: WriteSession, source: str, events: list[EventIn], *, batch: bool) -> list[service.Stored]:
+    service.validate(events, batch=batch)
+    stored = service.ingest(session, source=source, events=events, batch=batch)
+    count_after_commit(
+        session,
+        source=source,
+        new_domains=[item.event.domain.value for item in stored if not item.duplicate],
+        duplicates=sum(item.duplicate for item in stored),
+    )
+    return stored
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        200: {"model": IngestResult, "description": "a duplicate of a stored event"},
+        **responses(401, 403, 409, 413, 422),
+    },
+)
+def post_event(event: EventIn, principal: SourceKey, session: WriteSession, response: Response) -> IngestResult:
+    """Report one business event (201 new, 200 duplicate)."""
+    (stored,) = _store(session, principal.name, [event], batch=False)
+    if stored.duplicate:
+        response.status_code = 200
+    return _result(stored)
+
+
+@router.post("/batch", responses=responses(401, 403, 409, 413, 422))
+def post_batch(batch: BatchIn, principal: SourceKey, session: WriteSession) -> BatchOut:
+    """Report up to 1000 events at once: all are stored, or none."""
+    stored = _store(session, principal.name, batch.events, batch=True)
+    return BatchOut(items=[_result(item) for item in stored])
+
+
+def event_out(event: Event) -> EventOut:
+    business_unit = (
+        BusinessUnitOut.model_validate({"id": event.business_unit_id, "kind": event.business_unit_kind})
+        if event.business_unit_id is not None
+        else None
+    )
+    return EventOut(
+        id=event.id,
+        source=event.source,
+        source_event_id=event.source_event_id,
+        domain=Domain(event.domain),
+        action=event.action,
+        occurred_at=event.occurred_at,
+        operator=OperatorOut.model_validate(
+            {
+                "id": event.operator_id,
+                "kind": event.operator_kind,
+                "unit": event.operator_unit,
+                "responsible_officer": event.responsible_officer,
+            }
+        ),
+        business_unit=business_unit,
+        agent_id=event.agent_id,
+        object_ref=event.object_ref,
+        attributes=event.attributes,
+        content_hash=event.content_hash,
+        received_at=event.received_at,
+    )
+
+
+@router.get("", responses=responses(401, 403, 422))
+def list_events(
+    principal: InspectorKey,
+    session: ReadSession,
+    domain: Domain | None = None,
+    operator: Annotated[str | None, Query(max_length=64)] = None,
+    business_unit: Annotated[str | None, Query(max_length=64)] = None,
+    agent: Annotated[str | None, Query(max_length=64)] = None,
+    source: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=32)] = None,
+    time_from: Annotated[QueryTime | None, Query(alias="from", description="occurred_at ≥ from")] = None,
+    time_to: Annotated[QueryTime | None, Query(alias="to", description="occurred_at < to")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[EventOut]:
+    """Stored events, newest first, filtered and paged."""
+    if time_from is not None and time_to is not None and time_to <= time_from:
+        raise InvalidInput([(("query", "to"), "must be after `from`")])
+    after = None
+    if cursor is not None:
+        at, last_id = decode_cursor("events", cursor, arity=2)
+        try:
+            after = (datetime.fromisoformat(at), int(last_id))
+        except (TypeError, ValueError):
+            raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")]) from None
+    filters = service.EventFilter(
+        domain=domain.value if domain else None,
+        operator=operator,
+        business_unit=business_unit,
+        agent=agent,
+        source=source,
+        action=action,
+        time_from=time_from,
+        time_to=time_to,
+    )
+    scope = subtree(principal.unit_id) if principal.unit_id else None
+    rows = service.list_events(session, filters=filters, limit=limit + 1, after=after, units=scope)
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor("events", [page[-1].occurred_at.isoformat(), page[-1].id]) if more else None
+    return Page[EventOut](items=[event_out(row) for row in page], next_cursor=next_cursor)
+
+
+@router.get("/{event_id}", responses={401: PROBLEMS[401], 403: PROBLEMS[403], 404: {"description": "no such event"}})
+def get_event(event_id: int, principal: InspectorKey, session: ReadSession) -> EventOut:
+    """One stored event."""
+    scope = subtree(principal.unit_id) if principal.unit_id else None
+    return event_out(service.get_event(session, event_id=event_id, units=scope))

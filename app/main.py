@@ -1,0 +1,73 @@
+"""The ASGI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.auth.service import ensure_bootstrap_admin
+from app.bodylimit import BodyLimitMiddleware
+from app.config import Settings, get_settings
+from app.db import Database
+from app.errors import CatchAllMiddleware, install_error_handlers
+from app.events.router import router as events_router
+from app.logging import RequestIdMiddleware, configure_logging
+from app.metrics import MetricsMiddleware
+from app.ops.router import router as ops_router
+from app.units.router import router as units_router
+
+log = logging.getLogger("supervision")
+
+DESCRIPTION = """
+交管业务综合监管平台 — traffic-police business supervision. Business systems report what their
+operators do (业务事件); threshold rules (预警阈值熔断) raise alerts (业务预警) and stop a subject's
+business; discipline inspectors move each alert through 预警 → 提级督办 → 警示约谈 → 追责问责.
+Errors are RFC 9457 `application/problem+json`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db = Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.bootstrap_admin_key is not None:
+            try:
+                with db.session(write=True) as session:
+                    ensure_bootstrap_admin(session, settings.bootstrap_admin_key.get_secret_value())
+            except SQLAlchemyError:
+                # Not fatal: /readyz reports the database, and the next start retries.
+                log.exception("could not ensure the bootstrap admin key (has `supervision migrate` run?)")
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="Supervision (交管业务综合监管平台)",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.db = db
+    app.state.settings = settings
+    install_error_handlers(app)
+    # Outermost first: ids and metrics see everything, including 413s and the catch-all's 500s.
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(ops_router)
+    app.include_router(events_router)
+    app.include_router(units_router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """The entry point for `uvicorn --factory app.main:app_factory` and `supervision serve`."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,103 @@
+"""Prometheus metrics; in multiprocess mode when several workers share PROMETHEUS_MULTIPROC_DIR."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter as Tally
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter(
+    "supervision_http_requests_total",
+    "HTTP requests answered, by route and status",
+    ["method", "route", "status"],
+)
+LATENCY = Histogram(
+    "supervision_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+EVENTS_INGESTED = Counter(
+    "supervision_events_ingested_total", "Events newly stored, by domain and source", ["domain", "source"]
+)
+EVENTS_DUPLICATE = Counter(
+    "supervision_events_duplicate_total",
+    "Events answered as duplicates of stored ones, by source",
+    ["source"],
+)
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def count_after_commit(session: Session, *, source: str, new_domains: Iterable[str], duplicates: int) -> None:
+    """Count ingested events once their transaction has committed, never for a rolled-back one."""
+    tally = Tally(new_domains)
+
+    def record(_session: Session) -> None:
+        for domain, n in tally.items():
+            EVENTS_INGESTED.labels(domain=domain, source=source).inc(n)
+        if duplicates:
+            EVENTS_DUPLICATE.labels(source=source).inc(duplicates)
+
+    event.listen(session, "after_commit", record, once=True)
+
+
+class MetricsMiddleware:
+    """Counts and times every request under its route template (not the raw path, to bound labels)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = _route_template(scope)
+            method = scope.get("method", "")
+            REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+            LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    app = scope.get("app")
+    for candidate in getattr(getattr(app, "router", None), "routes", []):
+        match, _ = candidate.matches(scope)
+        if match is Match.FULL:
+            return str(candidate.path)
+    return "unmatched"

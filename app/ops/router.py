@@ -1,0 +1,48 @@
+"""Liveness, readiness and metrics for orchestrators and Prometheus."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import metrics
+from app.deps import get_db
+from app.errors import problem
+from app.migrate import at_head
+
+router = APIRouter(tags=["operations"])
+log = logging.getLogger("supervision.ops")
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "not ready: the database is unreachable or behind"}})
+def readyz(request: Request) -> Response:
+    """Ready to serve: the database answers and its schema is at the migrations' head."""
+    checks: dict[str, str] = {}
+    try:
+        with get_db(request).engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+            checks["migrations"] = "head" if at_head(conn) else "behind: run `supervision migrate`"
+    except SQLAlchemyError as exc:
+        log.warning("readiness check failed: %s", exc.__class__.__name__)
+        checks["database"] = "unreachable"
+    if checks.get("database") == "ok" and checks.get("migrations") == "head":
+        return JSONResponse({"status": "ready", **checks})
+    return problem(503, "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()), checks=checks)
+
+
+@router.get("/metrics", response_class=Response)
+def metrics_endpoint() -> Response:
+    """Prometheus metrics."""
+    body, content_type = metrics.render()
+    return Response(content=body, media_type=content_type)

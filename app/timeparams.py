@@ -1,0 +1,25 @@
+"""Times given in query strings (`from`, `to`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
+
+from app.events.schemas import _in_range
+
+# An unescaped "+" in a query string arrives as a space ("…T09:30:00 08:00"): read it as the offset
+# sign it was meant to be, since a time without an offset is refused anyway.
+_SPACE_OFFSET = re.compile(r"^(.*\d) (\d\d:?\d\d)$")
+
+
+def _restore_plus(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _SPACE_OFFSET.match(value)
+        if match:
+            return f"{match.group(1)}+{match.group(2)}"
+    return value
+
+
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_restore_plus), AfterValidator(_in_range)]

@@ -1,0 +1,106 @@
+"""The org-unit tree (单位): registered by admins, or on the fly when an event names a new unit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, literal, select, update
+from sqlalchemy.orm import Session
+
+from app.db import dialect_insert, utcnow
+from app.errors import InvalidInput, NotFound
+from app.units.models import Unit
+
+# The key of the PostgreSQL advisory lock that serialises changes to the unit tree.
+TREE_LOCK = 0x5E_0001
+
+
+def register_units(session: Session, unit_ids: Sequence[str]) -> None:
+    """Register units an event names but nobody registered yet, as top-level units."""
+    if not unit_ids:
+        return
+    now = utcnow()
+    rows = [
+        {"id": unit_id, "parent_id": None, "registered_by": "event", "created_at": now, "updated_at": now}
+        for unit_id in sorted(set(unit_ids))
+    ]
+    session.execute(dialect_insert(session, Unit).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+
+
+def subtree(unit_id: str) -> Select[tuple[str]]:
+    """The ids of `unit_id` and every unit below it, as a subquery to filter with."""
+    tree = select(literal(unit_id).label("id")).cte("unit_tree", recursive=True)
+    tree = tree.union(select(Unit.id).where(Unit.parent_id == tree.c.id))
+    return select(tree.c.id)
+
+
+def ancestors(session: Session, unit_id: str) -> list[str]:
+    """`unit_id` and the units above it, nearest first."""
+    chain: list[str] = []
+    current: str | None = unit_id
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = session.scalar(select(Unit.parent_id).where(Unit.id == current))
+    return chain
+
+
+@dataclass(frozen=True)
+class Saved:
+    unit: Unit
+    created: bool
+
+
+def put_unit(
+    session: Session, *, unit_id: str, parent: str | None, label_zh: str | None, label_en: str | None
+) -> Saved:
+    """Create or replace a unit; its parent must exist and the tree must stay a tree."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Two concurrent moves (A under B, B under A) could each pass the cycle check alone.
+        session.execute(select(func.pg_advisory_xact_lock(TREE_LOCK)))
+    if parent is not None:
+        if session.get(Unit, parent) is None:
+            raise InvalidInput([(("body", "parent"), f"unknown unit {parent!r}: register the parent first")])
+        if unit_id in ancestors(session, parent):
+            raise InvalidInput([(("body", "parent"), f"{parent!r} is {unit_id!r} or below it: that makes a cycle")])
+    now = utcnow()
+    values = {"parent_id": parent, "label_zh": label_zh, "label_en": label_en, "registered_by": "admin"}
+    created = session.execute(
+        dialect_insert(session, Unit)
+        .values(id=unit_id, created_at=now, updated_at=now, **values)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(Unit.id)
+    ).first()
+    if created is None:
+        session.execute(update(Unit).where(Unit.id == unit_id).values(updated_at=now, **values))
+    unit = session.get(Unit, unit_id, populate_existing=True)
+    assert unit is not None
+    return Saved(unit=unit, created=created is not None)
+
+
+def get_unit(session: Session, *, unit_id: str, scope: str | None = None) -> Unit:
+    query = select(Unit).where(Unit.id == unit_id)
+    if scope is not None:
+        query = query.where(Unit.id.in_(subtree(scope)))
+    unit = session.scalars(query).first()
+    if unit is None:
+        raise NotFound(f"no unit {unit_id!r}")
+    return unit
+
+
+def list_units(
+    session: Session,
+    *,
+    limit: int,
+    after: str | None = None,
+    parent: str | None = None,
+    scope: str | None = None,
+) -> list[Unit]:
+    query = select(Unit).order_by(Unit.id).limit(limit)
+    if after is not None:
+        query = query.where(Unit.id > after)
+    if parent is not None:
+        query = query.where(Unit.parent_id == parent)
+    if scope is not None:
+        query = query.where(Unit.id.in_(subtree(scope)))
+    return list(session.scalars(query))
