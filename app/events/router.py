@@ -140,7 +140,7 @@ def list_events(
     return Page[EventOut](items=[event_out(row) for row in page], next_cursor=next_cursor)
 
 
-@router.get("/{event_id}", responses={401: PROBLEMS[401], 403: PROBLEMS[403], 404: {"description": "no such event"}})
+@router.get("/{event_id}", responses=responses(401, 403, 404, 422))
 def get_event(event_id: int, principal: InspectorKey, session: ReadSession) -> EventOut:
     """One stored event."""
     scope = subtree(principal.unit_id) if principal.unit_id else None
