@@ -17,7 +17,6 @@ from prometheus_client import (
 )
 from sqlalchemy import event
 from sqlalchemy.orm import Session
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter(
@@ -91,13 +90,7 @@ class MetricsMiddleware:
 
 
 def _route_template(scope: Scope) -> str:
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if isinstance(path, str):
-        return path
-    app = scope.get("app")
-    for candidate in getattr(getattr(app, "router", None), "routes", []):
-        match, _ = candidate.matches(scope)
-        if match is Match.FULL:
-            return str(candidate.path)
-    return "unmatched"
+    # The router records the matched route in the scope; requests refused before routing (413 on
+    # Content-Length) or matching nothing (404) share one label.
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "unmatched"

@@ -120,7 +120,7 @@ def ingest(session: Session, *, source: str, events: Sequence[EventIn], batch: b
         .on_conflict_do_nothing(index_elements=["source", "source_event_id"])
         .returning(Event.id, Event.source_event_id)
     )
-    ids: dict[str, int] = {sid: eid for eid, sid in session.execute(statement).tuples()}
+    ids: dict[str, int] = {sid: eid for eid, sid in session.execute(statement)}
     new = set(ids)
 
     missing = [key for key in rows if key not in ids]
@@ -129,7 +129,7 @@ def ingest(session: Session, *, source: str, events: Sequence[EventIn], batch: b
             select(Event.id, Event.source_event_id, Event.content_hash).where(
                 Event.source == source, Event.source_event_id.in_(missing)
             )
-        ).tuples()
+        )
         for eid, sid, stored_hash in existing:
             if stored_hash != rows[sid]["content_hash"]:
                 index = index_of[sid]

@@ -78,6 +78,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["operator_unit"], ["units.id"], name=op.f("fk_events_operator_unit_units")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
         sa.UniqueConstraint("source", "source_event_id", name=op.f("uq_events_source_source_event_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index("ix_events_agent_id_occurred_at", ["agent_id", "occurred_at"], unique=False)
