@@ -31,7 +31,9 @@ def test_new_event_is_stored_and_answered_201(client: TestClient, source_key: st
     assert response.status_code == 201
     body = response.json()
     assert body["duplicate"] is False
-    assert body["alerts"] == [] and body["blocked"] is False and body["breakers"] == []
+    assert body["alerts"] == []
+    assert body["blocked"] is False
+    assert body["breakers"] == []
     assert isinstance(body["id"], int)
     assert stored_count(db) == 1
 
@@ -144,7 +146,9 @@ def test_an_unknown_unit_is_registered_on_the_fly(client: TestClient, source_key
     assert client.post("/v1/events", json=event, headers=bearer(source_key)).status_code == 201
     with db.session() as session:
         unit = session.get(Unit, "NEW-WINDOW-9")
-    assert unit is not None and unit.parent_id is None and unit.registered_by == "event"
+    assert unit is not None
+    assert unit.parent_id is None
+    assert unit.registered_by == "event"
 
 
 @pytest.mark.parametrize(
@@ -287,7 +291,8 @@ def test_batch_stores_every_event_and_answers_in_order(client: TestClient, sourc
     response = client.post("/v1/events/batch", json={"events": events}, headers=bearer(source_key))
     assert response.status_code == 200
     items = response.json()["items"]
-    assert len(items) == 5 and all(item["duplicate"] is False for item in items)
+    assert len(items) == 5
+    assert all(item["duplicate"] is False for item in items)
     assert len({item["id"] for item in items}) == 5
     assert stored_count(db) == 5
 
