@@ -168,6 +168,8 @@ def _text_errors(text: str, loc: Loc) -> Iterator[tuple[Loc, str]]:
 def text_problem(text: str) -> str | None:
     if "\x00" in text:
         return "text must not contain NUL characters"
+    if text.isascii():
+        return None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -114,13 +114,14 @@ def ingest(session: Session, *, source: str, events: Sequence[EventIn], batch: b
     # A fixed order (by source_event_id) means concurrent batches lock rows in the same order and
     # cannot deadlock each other on PostgreSQL.
     ordered = [rows[key] for key in sorted(rows)]
+    # One compiled statement executed for many rows: SQLAlchemy batches it into multi-row INSERTs
+    # ("insertmanyvalues") with RETURNING, without compiling a statement per batch size.
     statement = (
-        dialect_insert(session, Event)
-        .values(ordered)
+        dialect_insert(session, Event.__table__)
         .on_conflict_do_nothing(index_elements=["source", "source_event_id"])
-        .returning(Event.id, Event.source_event_id)
+        .returning(Event.__table__.c.id, Event.__table__.c.source_event_id)
     )
-    ids: dict[str, int] = {sid: eid for eid, sid in session.execute(statement)}
+    ids: dict[str, int] = {sid: eid for eid, sid in session.connection().execute(statement, ordered)}
     new = set(ids)
 
     missing = [key for key in rows if key not in ids]
