@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
 from enum import StrEnum
 from typing import Annotated
@@ -48,19 +50,25 @@ def serve(
     """Run the HTTP API with uvicorn."""
     settings = get_settings()
     configure_logging(settings.log_level)
+    own_metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here and /metrics adds them up, whichever worker answers.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="supervision-metrics-")
-    uvicorn.run(
-        "app.main:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=access_log,
-        timeout_graceful_shutdown=10,
-    )
+        own_metrics_dir = tempfile.mkdtemp(prefix="supervision-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
+    try:
+        uvicorn.run(
+            "app.main:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=access_log,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
 
 
 @cli.command()
@@ -100,9 +108,9 @@ def keys_list(all_: Annotated[bool, typer.Option("--all", help="include revoked 
             keys = auth_service.list_keys(session, include_revoked=all_)
     finally:
         db.dispose()
-    table = Table("id", "name", "role", "unit", "prefix", "created", "revoked")
-    for key in keys:
-        table.add_row(
+    header = ("id", "name", "role", "unit", "prefix", "created", "revoked")
+    rows = [
+        (
             str(key.id),
             key.name,
             key.role,
@@ -111,6 +119,16 @@ def keys_list(all_: Annotated[bool, typer.Option("--all", help="include revoked 
             key.created_at.isoformat(timespec="seconds"),
             key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
         )
+        for key in keys
+    ]
+    if not sys.stdout.isatty():
+        # Piped into a script: whole values, one key a line, tab-separated.
+        for row in (header, *rows):
+            typer.echo("\t".join(row))
+        return
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 

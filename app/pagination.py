@@ -11,6 +11,7 @@ from fastapi import Query
 from pydantic import BaseModel
 
 from app.errors import InvalidInput
+from app.events.domains import text_problem
 
 T = TypeVar("T")
 
@@ -38,6 +39,7 @@ def decode_cursor(kind: str, cursor: str, *, arity: int) -> list[Any]:
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         value = None
-    if not isinstance(value, list) or len(value) != arity + 1 or value[0] != kind:
+    valid = isinstance(value, list) and len(value) == arity + 1 and value[0] == kind
+    if not valid or any(isinstance(part, str) and text_problem(part) for part in value):
         raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")])
-    return value[1:]
+    return list(value[1:])

@@ -22,7 +22,7 @@ from app.events.schemas import (
 )
 from app.metrics import count_after_commit
 from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
-from app.timeparams import QueryTime
+from app.params import QueryId, QueryTime
 from app.units.service import subtree
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -103,11 +103,11 @@ def list_events(
     principal: InspectorKey,
     session: ReadSession,
     domain: Domain | None = None,
-    operator: Annotated[str | None, Query(max_length=64)] = None,
-    business_unit: Annotated[str | None, Query(max_length=64)] = None,
-    agent: Annotated[str | None, Query(max_length=64)] = None,
-    source: Annotated[str | None, Query(max_length=64)] = None,
-    action: Annotated[str | None, Query(max_length=32)] = None,
+    operator: QueryId = None,
+    business_unit: QueryId = None,
+    agent: QueryId = None,
+    source: QueryId = None,
+    action: QueryId = None,
     time_from: Annotated[QueryTime | None, Query(alias="from", description="occurred_at ≥ from")] = None,
     time_to: Annotated[QueryTime | None, Query(alias="to", description="occurred_at < to")] = None,
     limit: Limit = 50,

@@ -45,7 +45,8 @@ def _in_range(value: datetime) -> datetime:
 
 
 Text = Annotated[str, AfterValidator(_clean_text)]
-Ident = Annotated[Text, Field(min_length=1, max_length=64, pattern=r"^\S(?:.*\S)?$")]
+IDENT_PATTERN = r"^\S(?:.*\S)?$"  # no leading or trailing blanks
+Ident = Annotated[Text, Field(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
 Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string), AfterValidator(_in_range)]
 
 
@@ -82,7 +83,7 @@ class BusinessUnitIn(_Strict):
 
 
 class EventIn(_Strict):
-    source_event_id: Annotated[Text, Field(min_length=1, max_length=128, pattern=r"^\S(?:.*\S)?$")]
+    source_event_id: Annotated[Text, Field(min_length=1, max_length=128, pattern=IDENT_PATTERN)]
     domain: Domain
     action: Annotated[Text, Field(min_length=1, max_length=32)]
     occurred_at: Time

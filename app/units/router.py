@@ -1,20 +1,17 @@
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Response
 
 from app.auth.deps import AdminKey, InspectorKey
 from app.deps import ReadSession, WriteSession
 from app.errors import responses
 from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.params import PathId, QueryId
 from app.units import service
 from app.units.models import Unit
 from app.units.schemas import UnitIn, UnitOut
 
 router = APIRouter(prefix="/v1/units", tags=["units"])
-
-UnitId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^\S(?:.*\S)?$")]
 
 
 def unit_out(unit: Unit) -> UnitOut:
@@ -33,7 +30,7 @@ def unit_out(unit: Unit) -> UnitOut:
     "/{unit_id}",
     responses={201: {"model": UnitOut, "description": "created"}, **responses(401, 403, 422)},
 )
-def put_unit(unit_id: UnitId, body: UnitIn, _admin: AdminKey, session: WriteSession, response: Response) -> UnitOut:
+def put_unit(unit_id: PathId, body: UnitIn, _admin: AdminKey, session: WriteSession, response: Response) -> UnitOut:
     """Create or replace an org unit (200 replaced, 201 created)."""
     saved = service.put_unit(
         session, unit_id=unit_id, parent=body.parent, label_zh=body.label_zh, label_en=body.label_en
@@ -47,11 +44,11 @@ def put_unit(unit_id: UnitId, body: UnitIn, _admin: AdminKey, session: WriteSess
 def list_units(
     principal: InspectorKey,
     session: ReadSession,
-    parent: Annotated[str | None, Query(max_length=64, description="only the units directly below this one")] = None,
+    parent: QueryId = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[UnitOut]:
-    """The org units (within the key's unit for a scoped key), by id."""
+    """The org units (within the key's unit for a scoped key), by id; `parent` lists one unit's children."""
     after = str(decode_cursor("units", cursor, arity=1)[0]) if cursor else None
     rows = service.list_units(session, limit=limit + 1, after=after, parent=parent, scope=principal.unit_id)
     page = rows[:limit]
@@ -60,6 +57,6 @@ def list_units(
 
 
 @router.get("/{unit_id}", responses=responses(401, 403, 404, 422))
-def get_unit(unit_id: UnitId, principal: InspectorKey, session: ReadSession) -> UnitOut:
+def get_unit(unit_id: PathId, principal: InspectorKey, session: ReadSession) -> UnitOut:
     """One org unit."""
     return unit_out(service.get_unit(session, unit_id=unit_id, scope=principal.unit_id))

@@ -1,13 +1,14 @@
-"""Times given in query strings (`from`, `to`)."""
+"""Parameters given in query strings and paths: times (`from`, `to`) and ids."""
 
 from __future__ import annotations
 
 import re
 from typing import Annotated, Any
 
+from fastapi import Path, Query
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
-from app.events.schemas import _in_range
+from app.events.schemas import IDENT_PATTERN, Text, _in_range
 
 # An unescaped "+" in a query string arrives as a space ("…T09:30:00 08:00"): read it as the offset
 # sign it was meant to be, since a time without an offset is refused anyway.
@@ -23,3 +24,8 @@ def _restore_plus(value: Any) -> Any:
 
 
 QueryTime = Annotated[AwareDatetime, BeforeValidator(_restore_plus), AfterValidator(_in_range)]
+
+
+# Ids in query strings and paths are text as stored: no NUL characters, no surrounding blanks.
+QueryId = Annotated[Text | None, Query(max_length=64)]
+PathId = Annotated[Text, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
