@@ -6,7 +6,7 @@ and everything written with it land together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+AFTER_COMMIT = "supervision.after_commit"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` after the session's unit of work commits (never if it rolls back)."""
+    session.info.setdefault(AFTER_COMMIT, []).append(callback)
 
 
 def utcnow() -> datetime:
@@ -124,7 +132,10 @@ class Database:
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
-        """A unit of work: committed when the block ends normally, rolled back when it raises."""
+        """A unit of work: committed when the block ends normally, rolled back when it raises.
+
+        Callbacks registered with `after_commit` run once the commit has succeeded.
+        """
         factory = self._write if write else self._read
         with factory() as session:
             try:
@@ -133,6 +144,8 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+            for callback in session.info.pop(AFTER_COMMIT, ()):
+                callback()
 
     def dispose(self) -> None:
         self.engine.dispose()

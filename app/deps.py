@@ -11,18 +11,19 @@ from sqlalchemy.orm import Session
 from app.db import Database
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
+    # async: no I/O here, so FastAPI calls it on the event loop instead of hopping to a thread.
     db: Database = request.app.state.db
     return db
 
 
-def _read_session(request: Request) -> Iterator[Session]:
-    with get_db(request).session() as session:
+def _read_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
+    with db.session() as session:
         yield session
 
 
-def _write_session(request: Request) -> Iterator[Session]:
-    with get_db(request).session(write=True) as session:
+def _write_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session]:
+    with db.session(write=True) as session:
         yield session
 
 

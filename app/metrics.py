@@ -15,9 +15,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.db import after_commit
 
 REQUESTS = Counter(
     "supervision_http_requests_total",
@@ -52,13 +53,13 @@ def count_after_commit(session: Session, *, source: str, new_domains: Iterable[s
     """Count ingested events once their transaction has committed, never for a rolled-back one."""
     tally = Tally(new_domains)
 
-    def record(_session: Session) -> None:
+    def record() -> None:
         for domain, n in tally.items():
             EVENTS_INGESTED.labels(domain=domain, source=source).inc(n)
         if duplicates:
             EVENTS_DUPLICATE.labels(source=source).inc(duplicates)
 
-    event.listen(session, "after_commit", record, once=True)
+    after_commit(session, record)
 
 
 class MetricsMiddleware:

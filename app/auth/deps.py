@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.auth.service import Principal, Role, authenticate
+from app.db import Database
 from app.deps import get_db
 from app.errors import Forbidden, Unauthorized
 
 
-def current_principal(request: Request) -> Principal:
+def current_principal(request: Request, db: Annotated[Database, Depends(get_db)]) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
-    with get_db(request).engine.connect() as conn:
+    with db.engine.connect() as conn:
         principal = authenticate(conn, secret.strip())
     if principal is None:
         raise Unauthorized("the API key is unknown or revoked")
@@ -25,11 +26,11 @@ def current_principal(request: Request) -> Principal:
     return principal
 
 
-def require(*roles: Role) -> Callable[[Principal], Principal]:
+def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency admitting the given roles; admins are admitted everywhere."""
     allowed = {*roles, Role.ADMIN}
 
-    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in allowed:
             names = ", ".join(sorted(role.value for role in allowed))
             raise Forbidden(f"this needs the role {names}; the key {principal.name!r} is {principal.role.value}")

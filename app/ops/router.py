@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app import metrics
+from app.db import Database
 from app.deps import get_db
 from app.errors import problem
 from app.migrate import at_head
@@ -25,11 +27,11 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "not ready: the database is unreachable or behind"}})
-def readyz(request: Request) -> Response:
+def readyz(db: Annotated[Database, Depends(get_db)]) -> Response:
     """Ready to serve: the database answers and its schema is at the migrations' head."""
     checks: dict[str, str] = {}
     try:
-        with get_db(request).engine.connect() as conn:
+        with db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
             checks["database"] = "ok"
             checks["migrations"] = "head" if at_head(conn) else "behind: run `supervision migrate`"

@@ -25,7 +25,9 @@ def register_units(session: Session, unit_ids: Sequence[str]) -> None:
         {"id": unit_id, "parent_id": None, "registered_by": "event", "created_at": now, "updated_at": now}
         for unit_id in sorted(set(unit_ids))
     ]
-    session.execute(dialect_insert(session, Unit).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+    # Core table and executemany: one cached statement whatever the number of units.
+    table = Unit.__table__
+    session.connection().execute(dialect_insert(session, table).on_conflict_do_nothing(index_elements=["id"]), rows)
 
 
 def subtree(unit_id: str) -> Select[tuple[str]]:
