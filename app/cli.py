@@ -48,8 +48,12 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
 ) -> None:
     """Run the HTTP API with uvicorn."""
+    if not access_log:
+        # Workers build their app from the environment: tell them too.
+        os.environ["SUPERVISION_ACCESS_LOG"] = "false"
+        get_settings.cache_clear()
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, access_log=settings.access_log)
     own_metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its metrics here and /metrics adds them up, whichever worker answers.
@@ -63,7 +67,7 @@ def serve(
             port=port,
             workers=workers,
             log_config=None,
-            access_log=access_log,
+            access_log=settings.access_log,
             timeout_graceful_shutdown=10,
         )
     finally:

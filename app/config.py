@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     timezone: str = Field(default="Asia/Shanghai", description="zone for time-of-day rules and windows")
     bootstrap_admin_key: SecretStr | None = Field(default=None, description="an admin key that exists after start")
     log_level: str = Field(default="INFO")
+    access_log: bool = Field(default=True, description="one log line per request")
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=20, ge=0, le=200)
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)

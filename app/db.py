@@ -6,6 +6,7 @@ and everything written with it land together or not at all.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -77,6 +78,17 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     # pysqlite's own transaction handling is turned off so that we emit BEGIN ourselves: write
     # transactions take the write lock up front (BEGIN IMMEDIATE) and queue on the busy timeout
     # instead of failing with "database is locked" when they try to upgrade a read lock.
+    #
+    # Within one process, writers first queue on a Python lock: a waiting thread is woken the moment
+    # the lock is free, whereas SQLite's busy handler polls with sleeps of up to 100 ms, which made
+    # the slowest writes wait close to a second under load. Other processes still meet the busy timeout.
+    writer = threading.Lock()
+    held = "supervision.sqlite_writer"
+
+    def release(info: dict[str, Any]) -> None:
+        if info.pop(held, False):
+            writer.release()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
@@ -89,8 +101,29 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        mode = "IMMEDIATE" if conn.get_execution_options().get("supervision_write") else "DEFERRED"
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        options = conn.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT":
+            return
+        if options.get("supervision_write"):
+            if not conn.info.get(held) and writer.acquire(timeout=busy_timeout_ms / 1000):
+                conn.info[held] = True
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                release(conn.info)
+                raise
+        else:
+            conn.exec_driver_sql("BEGIN DEFERRED")
+
+    @event.listens_for(engine, "rollback")
+    def _on_rollback(conn: Any) -> None:
+        release(conn.info)
+
+    @event.listens_for(engine.pool, "reset")
+    def _on_reset(_dbapi_connection: Any, record: Any, _state: Any = None) -> None:
+        # After COMMIT the session hands its connection back to the pool: the next writer may go.
+        # ("commit" events fire before the COMMIT runs, too early to let the next writer in.)
+        release(record.info)
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -112,7 +145,10 @@ def make_engine(settings: Settings) -> Engine:
         json_serializer=dumps,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per request. A connection found dead instead fails its
+        # request with a 503 (see errors.py), SQLAlchemy drops the whole stale pool, and the client's
+        # retry (idempotent by source_event_id) lands on a fresh connection.
+        pool_recycle=3600,
         connect_args={"application_name": "supervision"},
     )
 

@@ -10,14 +10,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.logging import request_id_var
 
-PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("supervision.errors")
+
+PROBLEM_JSON = "application/problem+json"
 
 Loc = tuple[str | int, ...]
 
@@ -137,42 +138,20 @@ async def _http_error(_request: Request, exc: Exception) -> ProblemResponse:
     return problem(exc.status_code, detail, headers=dict(exc.headers) if exc.headers else None)
 
 
+async def _database_unavailable(_request: Request, exc: Exception) -> ProblemResponse:
+    # A lost connection, a failover, or SQLite's write lock held past the busy timeout: the request
+    # did nothing (its transaction rolled back) and may simply be sent again.
+    log.warning("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
+    return problem(
+        503, "the database is unavailable for the moment; send the request again", headers={"Retry-After": "1"}
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-
-
-class CatchAllMiddleware:
-    """Turns an unexpected exception into a 500 problem with the request id, logging the trace.
-
-    It sits inside Starlette's ServerErrorMiddleware so the client never sees a stack trace and the
-    trace is logged once, by us, with the request id.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("unhandled error", extra={"path": scope.get("path"), "method": scope.get("method")})
-            if started:
-                raise
-            response = problem(500, "An unexpected error occurred; it has been logged with this request id.")
-            await response(scope, receive, send)
 
 
 class ErrorItem(BaseModel):

@@ -1,21 +1,14 @@
-"""JSON logs with a request id, and the middleware that assigns one to every request."""
+"""JSON logs carrying the id of the request they were written for."""
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-import uuid
 from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
-
-# A caller's own id is kept (so logs join across systems) only when it is short and harmless.
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class _RequestIdFilter(logging.Filter):
@@ -24,7 +17,7 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", *, access_log: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter(
@@ -43,28 +36,6 @@ def configure_logging(level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-
-
-class RequestIdMiddleware:
-    """Gives each request an id (the caller's `X-Request-ID` if it sends a sane one) for logs and errors."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        token = request_id_var.set(request_id)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append("X-Request-ID", request_id)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(token)
+    # uvicorn writes access lines whenever its logger has a handler, so an unwanted access log is
+    # cut off here (in every worker) rather than by uvicorn's own flag alone.
+    logging.getLogger("uvicorn.access").propagate = access_log

@@ -10,13 +10,12 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.auth.service import ensure_bootstrap_admin
-from app.bodylimit import BodyLimitMiddleware
 from app.config import Settings, get_settings
 from app.db import Database
-from app.errors import CatchAllMiddleware, install_error_handlers
+from app.edge import EdgeMiddleware
+from app.errors import install_error_handlers
 from app.events.router import router as events_router
-from app.logging import RequestIdMiddleware, configure_logging
-from app.metrics import MetricsMiddleware
+from app.logging import configure_logging
 from app.ops.router import router as ops_router
 from app.units.router import router as units_router
 
@@ -55,11 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.settings = settings
     install_error_handlers(app)
-    # Outermost first: ids and metrics see everything, including 413s and the catch-all's 500s.
-    app.add_middleware(BodyLimitMiddleware)
-    app.add_middleware(CatchAllMiddleware)
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(EdgeMiddleware)
     app.include_router(ops_router)
     app.include_router(events_router)
     app.include_router(units_router)
@@ -69,5 +64,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def app_factory() -> FastAPI:
     """The entry point for `uvicorn --factory app.main:app_factory` and `supervision serve`."""
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, access_log=settings.access_log)
     return create_app(settings)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter as Tally
 from collections.abc import Iterable
 
@@ -16,7 +15,7 @@ from prometheus_client import (
     multiprocess,
 )
 from sqlalchemy.orm import Session
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.db import after_commit
 
@@ -62,36 +61,11 @@ def count_after_commit(session: Session, *, source: str, new_domains: Iterable[s
     after_commit(session, record)
 
 
-class MetricsMiddleware:
-    """Counts and times every request under its route template (not the raw path, to bound labels)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = _route_template(scope)
-            method = scope.get("method", "")
-            REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            LATENCY.labels(method=method, route=route).observe(time.perf_counter() - started)
-
-
-def _route_template(scope: Scope) -> str:
+def observe_request(scope: Scope, status: int, seconds: float) -> None:
     # The router records the matched route in the scope; requests refused before routing (413 on
-    # Content-Length) or matching nothing (404) share one label.
+    # Content-Length) or matching nothing (404) share one label, which keeps the label set bounded.
     path = getattr(scope.get("route"), "path", None)
-    return path if isinstance(path, str) else "unmatched"
+    route = path if isinstance(path, str) else "unmatched"
+    method = scope.get("method", "")
+    REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+    LATENCY.labels(method=method, route=route).observe(seconds)

@@ -194,3 +194,16 @@ def test_a_nul_in_an_id_parameter_is_not_a_500(client: TestClient, inspector_key
         assert response.json()["items"] == []
     else:
         assert_problem(response, response.status_code)
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500() -> None:
+    from app.config import Settings
+    from app.main import create_app
+
+    app = create_app(Settings(database_url="postgresql://postgres@127.0.0.1:1/nothing"))
+    with TestClient(app) as unreachable:
+        response = unreachable.get("/v1/events", headers=bearer("sv_any-key"))
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["retry-after"] == "1"
+    assert "Traceback" not in response.text

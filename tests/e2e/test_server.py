@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -15,7 +17,7 @@ from sqlalchemy import func, select
 
 from app.db import Database
 from app.events.models import Event
-from tests.conftest import KeyMaker, Server
+from tests.conftest import KeyMaker, Server, start_server, stop_server
 from tests.factories import bearer, make_event
 
 pytestmark = pytest.mark.e2e
@@ -162,3 +164,25 @@ def test_a_revoked_key_is_refused_by_every_worker_at_once(server: Server, make_k
         # Fresh connections land on either worker; none may still accept the key.
         codes = {httpx.get(f"{server.base_url}/v1/events", headers=bearer(key)).status_code for _ in range(10)}
     assert codes == {401}
+
+
+def test_access_log_can_be_turned_off_in_every_worker(migrated: str, tmp_path: Path) -> None:
+    quiet = start_server(migrated, tmp_path / "quiet.log", workers=2, env={"SUPERVISION_ACCESS_LOG": "false"})
+    try:
+        for _ in range(10):
+            assert httpx.get(f"{quiet.base_url}/healthz").status_code == 200
+    finally:
+        stop_server(quiet)
+    assert '"GET /healthz' not in quiet.log.read_text()
+
+
+def test_the_access_log_has_one_json_line_per_request_with_its_id(migrated: str, tmp_path: Path) -> None:
+    loud = start_server(migrated, tmp_path / "loud.log")
+    try:
+        response = httpx.get(f"{loud.base_url}/healthz", headers={"X-Request-ID": "trace-42"})
+    finally:
+        stop_server(loud)
+    lines = [json.loads(line) for line in loud.log.read_text().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line.get("logger") == "uvicorn.access" and "/healthz" in line["message"]]
+    assert response.headers["x-request-id"] == "trace-42"
+    assert [line["request_id"] for line in access] == ["trace-42"]

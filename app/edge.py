@@ -1,0 +1,96 @@
+"""The one ASGI middleware every request passes: request id, body limit, metrics, last-resort 500.
+
+These four concerns sit in one layer rather than four because each layer wraps every ASGI message
+of every request; on a two-core machine the wrapping alone was a measurable share of a small POST.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import problem
+from app.logging import request_id_var
+from app.metrics import observe_request
+
+MAX_BODY_BYTES = 1024 * 1024
+
+log = logging.getLogger("supervision.errors")
+
+# A caller's own id is kept (so logs join across systems) only when it is short and harmless.
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class EdgeMiddleware:
+    """- Gives each request an id (the caller's `X-Request-ID` if sane) for logs, errors and the response.
+    - Refuses bodies over the limit with 413: at once when Content-Length says so, and otherwise
+      (chunked uploads, or a Content-Length that lies) as soon as the received bytes pass it.
+    - Counts and times every request under its route template.
+    - Turns an unexpected exception into a 500 problem with the request id, logging the trace once;
+      it sits inside Starlette's ServerErrorMiddleware, so a client never sees a trace.
+    """
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        status = 500
+        response_started = False
+
+        async def edge_send(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            await send(message)
+
+        received = 0
+        limit = self.max_body_bytes
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Raised inside the app's body read; FastAPI re-raises HTTPExceptions from there
+                    # and the problem handler answers it.
+                    raise HTTPException(413, _too_large(limit))
+            return message
+
+        try:
+            declared = headers.get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                await problem(413, _too_large(limit))(scope, receive, edge_send)
+            else:
+                await self.app(scope, limited_receive, edge_send)
+        except Exception:
+            log.exception("unhandled error", extra={"path": scope.get("path"), "method": scope.get("method")})
+            if response_started:
+                raise
+            await problem(500, "An unexpected error occurred; it has been logged with this request id.")(
+                scope, receive, edge_send
+            )
+        finally:
+            observe_request(scope, status, time.perf_counter() - started)
+            request_id_var.reset(token)
+
+
+def _too_large(limit: int) -> str:
+    return f"the request body is larger than {limit} bytes"
