@@ -10,10 +10,11 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
@@ -192,3 +193,20 @@ def dialect_insert(session: Session, table: Any) -> postgresql.Insert | sqlite.I
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+@lru_cache(maxsize=64)
+def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...], returning: tuple[str, ...]) -> Any:
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    return statement.returning(*(table.c[name] for name in returning)) if returning else statement
+
+
+def insert_ignoring(
+    session: Session, table: Table, *, conflict: tuple[str, ...], returning: tuple[str, ...] = ()
+) -> Any:
+    """INSERT … ON CONFLICT (conflict) DO NOTHING [RETURNING …], built once per database and table.
+
+    On the hot path building the statement cost as much as running it; a built statement is reused.
+    """
+    return _insert_ignoring(session.get_bind().dialect.name, table, conflict, returning)

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey
@@ -85,14 +85,16 @@ def revoke_key(session: Session, *, key_id: int) -> ApiKey:
     return key
 
 
+# Built once: constructing the query cost as much as running it, on every request.
+_ACTIVE_KEY = select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.unit_id, ApiKey.key_hash).where(
+    ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None)
+)
+
+
 def authenticate(conn: Connection, secret: str) -> Principal | None:
     """The active key whose hash matches `secret`, or None. Revocation takes effect on the next request."""
     digest = hash_secret(secret)
-    row = conn.execute(
-        select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.unit_id, ApiKey.key_hash).where(
-            ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
-        )
-    ).first()
+    row = conn.execute(_ACTIVE_KEY, {"digest": digest}).first()
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
     return Principal(key_id=row.id, name=row.name, role=Role(row.role), unit_id=row.unit_id)

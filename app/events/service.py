@@ -7,16 +7,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
+from sqlalchemy import Select, Table, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
-from app.db import dialect_insert, utcnow
+from app.db import insert_ignoring, utcnow
 from app.errors import Conflict, InvalidInput, Loc, NotFound
 from app.events.domains import action_errors, attribute_errors, json_value_errors
 from app.events.models import Event
 from app.events.schemas import EventIn, OperatorKind
 from app.jsonutil import canonical_hash
 from app.units import service as unit_service
+
+EVENTS: Table = Event.__table__  # type: ignore[assignment]
+_EXISTING = select(Event.id, Event.source_event_id, Event.content_hash).where(
+    Event.source == bindparam("source"), Event.source_event_id.in_(bindparam("ids", expanding=True))
+)
 
 
 @dataclass(frozen=True)
@@ -116,21 +121,15 @@ def ingest(session: Session, *, source: str, events: Sequence[EventIn], batch: b
     ordered = [rows[key] for key in sorted(rows)]
     # One compiled statement executed for many rows: SQLAlchemy batches it into multi-row INSERTs
     # ("insertmanyvalues") with RETURNING, without compiling a statement per batch size.
-    statement = (
-        dialect_insert(session, Event.__table__)
-        .on_conflict_do_nothing(index_elements=["source", "source_event_id"])
-        .returning(Event.__table__.c.id, Event.__table__.c.source_event_id)
+    statement = insert_ignoring(
+        session, EVENTS, conflict=("source", "source_event_id"), returning=("id", "source_event_id")
     )
     ids: dict[str, int] = {sid: eid for eid, sid in session.connection().execute(statement, ordered)}
     new = set(ids)
 
     missing = [key for key in rows if key not in ids]
     if missing:
-        existing = session.execute(
-            select(Event.id, Event.source_event_id, Event.content_hash).where(
-                Event.source == source, Event.source_event_id.in_(missing)
-            )
-        )
+        existing = session.execute(_EXISTING, {"source": source, "ids": missing})
         for eid, sid, stored_hash in existing:
             if stored_hash != rows[sid]["content_hash"]:
                 index = index_of[sid]

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, literal, select, update
+from sqlalchemy import Select, Table, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from app.db import dialect_insert, utcnow
+from app.db import dialect_insert, insert_ignoring, utcnow
 from app.errors import InvalidInput, NotFound
 from app.units.models import Unit
+
+UNITS: Table = Unit.__table__  # type: ignore[assignment]
 
 # The key of the PostgreSQL advisory lock that serialises changes to the unit tree.
 TREE_LOCK = 0x5E_0001
@@ -25,9 +27,7 @@ def register_units(session: Session, unit_ids: Sequence[str]) -> None:
         {"id": unit_id, "parent_id": None, "registered_by": "event", "created_at": now, "updated_at": now}
         for unit_id in sorted(set(unit_ids))
     ]
-    # Core table and executemany: one cached statement whatever the number of units.
-    table = Unit.__table__
-    session.connection().execute(dialect_insert(session, table).on_conflict_do_nothing(index_elements=["id"]), rows)
+    session.connection().execute(insert_ignoring(session, UNITS, conflict=("id",)), rows)
 
 
 def subtree(unit_id: str) -> Select[tuple[str]]:
