@@ -27,6 +27,8 @@ def _write_session(db: Annotated[Database, Depends(get_db)]) -> Iterator[Session
         yield session
 
 
+DatabaseDep = Annotated[Database, Depends(get_db)]
+
 # scope="function": the transaction commits (or rolls back) when the endpoint returns, before the
 # response is sent, so a client never sees a success whose commit then failed.
 ReadSession = Annotated[Session, Depends(_read_session, scope="function")]

@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import psycopg
 from psycopg import sql
 from sqlalchemy import func, insert, select, text
@@ -214,6 +214,36 @@ class Endpoint:
     server_pid: int
 
 
+class KeepAlive:
+    """A bare HTTP/1.1 keep-alive connection. The load generator shares two cores with the server, and
+    a general-purpose client spent as much CPU per request as the server did; this one sends prebuilt
+    bytes and reads Content-Length-framed answers, which is all uvicorn sends here."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
+        self.reader, self.writer, self.head = reader, writer, head
+
+    @classmethod
+    async def open(cls, port: int, key: str) -> KeepAlive:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        return cls(reader, writer, head.encode())
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        request = b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (path.encode(), self.head, len(body))
+        self.writer.write(request + body)
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 60)
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 async def drive(to: Endpoint, name: str, bodies: list[bytes], warm: int, concurrency: int, sizes: list[int]) -> Phase:
     """POST the first `warm` bodies (unmeasured), then the others (measured) over `concurrency` keep-alive
     connections. Warm-up clients start STAGGER_S apart, each with its own share, so that connections open
@@ -221,36 +251,42 @@ async def drive(to: Endpoint, name: str, bodies: list[bytes], warm: int, concurr
     whole by one uvicorn worker. Anything but a 201 (single) or a 200 with one new item per event (batch;
     `sizes` holds the events per body) fails the run."""
     path, expect = ("/v1/events/batch", 200) if name == "batch" else ("/v1/events", 201)
-    headers = {"authorization": f"Bearer {to.key}", "content-type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     problems: list[str] = []
-    base = f"http://127.0.0.1:{to.port}"
 
-    async with httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=60, trust_env=False) as client:
+    async def send_all(connection: KeepAlive, indexes: Iterator[int]) -> None:
+        for index in indexes:
+            started = time.perf_counter()
+            status, body = await connection.post(path, bodies[index])
+            latencies.append(time.perf_counter() - started)
+            statuses[status] += 1
+            if status != expect:
+                problems.append(f"{status}: {body[:300]!r}")
+            elif expect == 200:
+                items = json.loads(body)["items"]
+                if len(items) != sizes[index] or any(item["duplicate"] for item in items):
+                    problems.append(f"batch {index}: {len(items)} items, or some answered as duplicates")
 
-        async def one_client(indexes: Iterator[int], delay: float = 0.0) -> None:
-            await asyncio.sleep(delay)
-            for index in indexes:
-                started = time.perf_counter()
-                response = await client.post(path, content=bodies[index])
-                latencies.append(time.perf_counter() - started)
-                statuses[response.status_code] += 1
-                if response.status_code != expect:
-                    problems.append(f"{response.status_code}: {response.text[:300]}")
-                elif expect == 200:
-                    items = response.json()["items"]
-                    if len(items) != sizes[index] or any(item["duplicate"] for item in items):
-                        problems.append(f"batch {index}: {len(items)} items, or some answered as duplicates")
+    connections: list[KeepAlive] = []
 
+    async def warm_client(indexes: Iterator[int], delay: float) -> None:
+        await asyncio.sleep(delay)
+        connection = await KeepAlive.open(to.port, to.key)
+        connections.append(connection)
+        await send_all(connection, indexes)
+
+    try:
         shares = [iter(range(i, warm, concurrency)) for i in range(concurrency)]
-        await asyncio.wait_for(asyncio.gather(*(one_client(s, i * STAGGER_S) for i, s in enumerate(shares))), 300)
+        await asyncio.wait_for(asyncio.gather(*(warm_client(s, i * STAGGER_S) for i, s in enumerate(shares))), 300)
         latencies.clear()
         pending = iter(range(warm, len(bodies)))  # shared by the clients: each body is sent exactly once
         with Meter(to.server_pid) as meter:
-            await asyncio.wait_for(asyncio.gather(*(one_client(pending) for _ in range(concurrency))), PHASE_TIMEOUT_S)
+            await asyncio.wait_for(asyncio.gather(*(send_all(c, pending) for c in connections)), PHASE_TIMEOUT_S)
         spread = connections_per_worker(to.server_pid, to.port)
+    finally:
+        for connection in connections:
+            connection.close()
     if problems:
         raise BenchError(f"{name}: answers by status {dict(statuses)}; first problems: {problems[:5]}")
     phase = Phase.of(name, sum(sizes[warm:]), len(latencies), meter, latencies)
