@@ -23,7 +23,12 @@ from app.errors import AppError
 from app.logging import configure_logging
 from app.migrate import upgrade_head
 
-cli = typer.Typer(help="交管业务综合监管平台 — traffic-police business supervision.", no_args_is_help=True)
+# No locals in tracebacks: they would print database URLs and key secrets.
+cli = typer.Typer(
+    help="交管业务综合监管平台 — traffic-police business supervision.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 keys_cli = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
 console = Console(stderr=True)

@@ -127,11 +127,17 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         release(record.info)
 
 
+def ensure_sqlite_folder(database_url: str) -> None:
+    """SQLite creates its file but not the folder it lives in (./var/ on a fresh checkout)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+
+
 def make_engine(settings: Settings) -> Engine:
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        ensure_sqlite_folder(settings.database_url)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_ms / 1000},

@@ -112,3 +112,9 @@ def test_upgrading_a_database_at_head_changes_nothing(fresh_database: str) -> No
             assert at_head(conn)
     finally:
         engine.dispose()
+
+
+def test_migrate_creates_the_folder_of_a_new_sqlite_database(tmp_path: Path) -> None:
+    target = tmp_path / "var" / "nested" / "supervision.db"
+    upgrade_head(normalize_database_url(f"sqlite:///{target}"))
+    assert target.exists()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, bindparam, or_, select
+from sqlalchemy import Select, Table, and_, bindparam, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.db import insert_ignoring, utcnow
@@ -15,7 +15,7 @@ from app.errors import Conflict, InvalidInput, Loc, NotFound
 from app.events.domains import action_errors, attribute_errors, json_value_errors
 from app.events.models import Event
 from app.events.schemas import EventIn, OperatorKind
-from app.jsonutil import canonical_hash
+from app.jsonutil import canonical_hash, dumps
 from app.units import service as unit_service
 
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
@@ -119,12 +119,7 @@ def ingest(session: Session, *, source: str, events: Sequence[EventIn], batch: b
     # A fixed order (by source_event_id) means concurrent batches lock rows in the same order and
     # cannot deadlock each other on PostgreSQL.
     ordered = [rows[key] for key in sorted(rows)]
-    # One compiled statement executed for many rows: SQLAlchemy batches it into multi-row INSERTs
-    # ("insertmanyvalues") with RETURNING, without compiling a statement per batch size.
-    statement = insert_ignoring(
-        session, EVENTS, conflict=("source", "source_event_id"), returning=("id", "source_event_id")
-    )
-    ids: dict[str, int] = {sid: eid for eid, sid in session.connection().execute(statement, ordered)}
+    ids = _insert_new(session, ordered)
     new = set(ids)
 
     missing = [key for key in rows if key not in ids]
@@ -147,6 +142,54 @@ def ingest(session: Session, *, source: str, events: Sequence[EventIn], batch: b
         first = index_of[sid] == len(results)
         results.append(Stored(id=ids[sid], duplicate=not (first and sid in new), event=event))
     return results
+
+
+# PostgreSQL: the rows travel as one array per column and are unnested server-side. One small
+# statement with 16 parameters, whatever the batch size, instead of thousands of placeholders that
+# the driver would rewrite for every batch; it is also prepared once per connection.
+_COLUMNS = (
+    ("source", "text"),
+    ("source_event_id", "text"),
+    ("domain", "text"),
+    ("action", "text"),
+    ("occurred_at", "timestamptz"),
+    ("operator_id", "text"),
+    ("operator_kind", "text"),
+    ("operator_unit", "text"),
+    ("responsible_officer", "text"),
+    ("business_unit_id", "text"),
+    ("business_unit_kind", "text"),
+    ("agent_id", "text"),
+    ("object_ref", "text"),
+    ("attributes", "jsonb"),
+    ("content_hash", "text"),
+    ("received_at", "timestamptz"),
+)
+_UNNEST_INSERT = text(
+    f"INSERT INTO events ({', '.join(name for name, _ in _COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in _COLUMNS)}) "
+    "ON CONFLICT (source, source_event_id) DO NOTHING RETURNING id, source_event_id"
+)
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert the rows that are not stored yet; the ids of those inserted, by source_event_id."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        columns: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
+        for row in rows:
+            for name, values in columns.items():
+                values.append(row[name])
+        columns["attributes"] = [dumps(value) for value in columns["attributes"]]
+        result = connection.execute(_UNNEST_INSERT, columns)
+    else:
+        # SQLite: one compiled statement for many rows; SQLAlchemy batches it into multi-row INSERTs
+        # with RETURNING ("insertmanyvalues").
+        statement = insert_ignoring(
+            session, EVENTS, conflict=("source", "source_event_id"), returning=("id", "source_event_id")
+        )
+        result = connection.execute(statement, rows)
+    return {sid: eid for eid, sid in result}
 
 
 def get_event(session: Session, *, event_id: int, units: Select[tuple[str]] | None = None) -> Event:
