@@ -14,6 +14,8 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
+        # uvicorn attaches a copy of its message with terminal colour codes; JSON logs want neither.
+        record.__dict__.pop("color_message", None)
         return True
 
 
