@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,6 +32,8 @@ cli = typer.Typer(
 )
 keys_cli = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
 cli.add_typer(keys_cli, name="keys")
+rules_cli = typer.Typer(help="Rule files (预警规则).", no_args_is_help=True)
+cli.add_typer(rules_cli, name="rules")
 console = Console(stderr=True)
 
 
@@ -154,6 +157,25 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="the key's id, from `
     finally:
         db.dispose()
     typer.echo(f"revoked key {key_id} ({name})")
+
+
+@rules_cli.command("check")
+def rules_check(
+    directory: Annotated[
+        Path | None, typer.Argument(help="folder of rule files (default: SUPERVISION_RULES_DIR, else rules/)")
+    ] = None,
+) -> None:
+    """Validate every rule file in a folder; exit 1 naming each problem (file, rule, field)."""
+    from app.rules.loader import RuleFileError, load_rules, rule_files
+
+    folder = directory if directory is not None else get_settings().rules_dir
+    try:
+        rules = load_rules(folder)
+    except RuleFileError as exc:
+        for problem in exc.problems:
+            console.print(f"[red]error:[/red] {problem}", highlight=False, markup=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"{len(rules)} rules in {len(rule_files(folder))} files under {folder}: all valid")
 
 
 @cli.command()
