@@ -14,7 +14,8 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
 COPY migrations ./migrations
 COPY rules ./rules
-RUN pip install . \
+# Editable: the code, alembic.ini and migrations/ stay together under /app.
+RUN pip install -e . \
     && useradd --system --uid 10001 --home-dir /app supervision \
     && mkdir -p /data && chown supervision /data
 

@@ -13,7 +13,17 @@ from sqlalchemy import Connection
 
 from app.db import ensure_sqlite_folder
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """The folder holding alembic.ini and migrations/: beside the package (a checkout or an editable
+    install), else the working directory (a plain install run from the project folder)."""
+    for candidate in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (candidate / "alembic.ini").is_file() and (candidate / "migrations").is_dir():
+            return candidate
+    raise RuntimeError("alembic.ini and migrations/ not found: run from the project folder")
+
+
+ROOT = _project_root()
 
 
 def alembic_config(database_url: str) -> Config:
