@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -15,6 +15,7 @@ from app.db import Database
 from app.deps import get_db
 from app.errors import problem
 from app.migrate import at_head
+from app.rules.service import readiness
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("supervision.ops")
@@ -26,9 +27,9 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "not ready: the database is unreachable or behind"}})
-def readyz(db: Annotated[Database, Depends(get_db)]) -> Response:
-    """Ready to serve: the database answers and its schema is at the migrations' head."""
+@router.get("/readyz", responses={503: {"description": "not ready: database unreachable or behind, or no rules"}})
+def readyz(request: Request, db: Annotated[Database, Depends(get_db)]) -> Response:
+    """Ready to serve: the database answers, its schema is at the migrations' head and the rules loaded."""
     checks: dict[str, str] = {}
     try:
         with db.engine.connect() as conn:
@@ -38,7 +39,10 @@ def readyz(db: Annotated[Database, Depends(get_db)]) -> Response:
     except SQLAlchemyError as exc:
         log.warning("readiness check failed: %s", exc.__class__.__name__)
         checks["database"] = "unreachable"
-    if checks.get("database") == "ok" and checks.get("migrations") == "head":
+    rules_ready, checks["rules"] = readiness(
+        getattr(request.app.state, "rules", None), getattr(request.app.state, "rules_error", None)
+    )
+    if checks.get("database") == "ok" and checks.get("migrations") == "head" and rules_ready:
         return JSONResponse({"status": "ready", **checks})
     return problem(503, "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()), checks=checks)
 

@@ -1,0 +1,117 @@
+"""Rule endpoints (预警规则): read the rules in force, check a rule document, backtest a rule. Read-only."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from app.auth.deps import AdminKey, InspectorKey
+from app.config import Settings
+from app.deps import ReadSession
+from app.errors import AppError, InvalidInput, NotFound, responses
+from app.events.domains import Domain
+from app.params import PathId
+from app.rules import service
+from app.rules.engine import Finding
+from app.rules.schemas import BacktestIn, BacktestItem, BacktestOut, RuleList, ValidateOut
+from app.rules.spec import AnyRule, Rule, RuleSet
+from app.units.service import subtree
+
+router = APIRouter(prefix="/v1/rules", tags=["rules"])
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain")
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+
+
+async def get_rules(request: Request) -> RuleSet:
+    rules: RuleSet = request.app.state.rules
+    return rules
+
+
+Rules = Annotated[RuleSet, Depends(get_rules)]
+
+
+def _rule(rules: RuleSet, rule_id: str) -> AnyRule:
+    rule = rules.get(rule_id)
+    if rule is None:
+        raise NotFound(f"no rule with id {rule_id!r}")
+    return rule
+
+
+# The spec models serialise to JSON text (`window: "1h"`) that they do not read back in Python mode, so the
+# routes answer with the JSON dump themselves; `response_model` documents the shape.
+
+
+@router.get("", response_model=RuleList, responses=responses(401, 403, 422))
+def list_rules(_principal: InspectorKey, rules: Rules, domain: Domain | None = None) -> Response:
+    """The rules in force, sorted by id, optionally only those of one domain."""
+    return JSONResponse({"items": service.listed(rules, domain.value if domain else None), "next_cursor": None})
+
+
+@router.post(
+    "/validate",
+    responses={
+        200: {"model": ValidateOut, "description": "the document would load"},
+        **responses(401, 403, 413, 422),
+        415: {"description": "the body is not YAML text"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "a rule document: a YAML list of rules, as in a rule file",
+            "content": {media: {"schema": {"type": "string"}} for media in ("application/yaml", "text/plain")},
+        }
+    },
+)
+async def validate_rules(request: Request, _admin: AdminKey) -> ValidateOut:
+    """Check a YAML rule document without loading it (no side effects)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in YAML_TYPES:
+        raise UnsupportedMediaType(f"send the rules as YAML text (Content-Type: application/yaml), not {media!r}")
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput([(("body",), "must be UTF-8 text")]) from None
+    return ValidateOut(valid=True, rules=service.validate_text(text))
+
+
+@router.get("/{rule_id}", response_model=Rule, responses=responses(401, 403, 404, 422))
+def get_rule(rule_id: PathId, _principal: InspectorKey, rules: Rules) -> Response:
+    """One rule in force."""
+    return JSONResponse(service.rule_json(_rule(rules, rule_id)))
+
+
+@router.post("/{rule_id}/backtest", responses=responses(401, 403, 404, 422))
+def backtest(
+    rule_id: PathId, body: BacktestIn, principal: InspectorKey, rules: Rules, session: ReadSession, request: Request
+) -> BacktestOut:
+    """The alerts a rule would have raised over stored events in a range (written nowhere)."""
+    rule = _rule(rules, rule_id)
+    settings: Settings = request.app.state.settings
+    findings = service.backtest(
+        session,
+        rule=rule,
+        time_from=body.time_from,
+        time_to=body.to,
+        zone=settings.zone,
+        units=subtree(principal.unit_id) if principal.unit_id else None,
+    )
+    return BacktestOut(items=[_item(finding) for finding in findings])
+
+
+def _item(finding: Finding) -> BacktestItem:
+    return BacktestItem(
+        subject_type=finding.subject_type,
+        subject_id=finding.subject_id,
+        window_start=finding.window_start,
+        window_end=finding.window_end,
+        value=finding.value,
+        tripped=finding.tripped,
+        hits=finding.hits,
+        event_ids=[int(event_id) for event_id in finding.event_ids],
+    )
