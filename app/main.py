@@ -17,8 +17,8 @@ from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.logging import configure_logging
 from app.ops.router import router as ops_router
-from app.rules import service as rules_service
 from app.rules.router import router as rules_router
+from app.rules.state import RulesInForce
 from app.units.router import router as units_router
 
 log = logging.getLogger("supervision")
@@ -56,9 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db = db
     app.state.settings = settings
     # Loaded once; a failure leaves an empty set in force and /readyz reporting the problem.
-    loaded = rules_service.load(settings.rules_dir)
-    app.state.rules = loaded.rules
-    app.state.rules_error = loaded.error
+    app.state.rules = RulesInForce(settings.rules_dir, db)
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware)
     app.include_router(ops_router)

@@ -3,6 +3,7 @@
 from app.auth.models import ApiKey
 from app.db import Base
 from app.events.models import Event
+from app.rules.models import RuleGeneration
 from app.units.models import Unit
 
-__all__ = ["ApiKey", "Base", "Event", "Unit"]
+__all__ = ["ApiKey", "Base", "Event", "RuleGeneration", "Unit"]

@@ -16,6 +16,7 @@ from app.deps import get_db
 from app.errors import problem
 from app.migrate import at_head
 from app.rules.service import readiness
+from app.rules.state import RulesInForce
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("supervision.ops")
@@ -39,9 +40,8 @@ def readyz(request: Request, db: Annotated[Database, Depends(get_db)]) -> Respon
     except SQLAlchemyError as exc:
         log.warning("readiness check failed: %s", exc.__class__.__name__)
         checks["database"] = "unreachable"
-    rules_ready, checks["rules"] = readiness(
-        getattr(request.app.state, "rules", None), getattr(request.app.state, "rules_error", None)
-    )
+    in_force: RulesInForce = request.app.state.rules
+    rules_ready, checks["rules"] = readiness(in_force.rules, in_force.error)
     if checks.get("database") == "ok" and checks.get("migrations") == "head" and rules_ready:
         return JSONResponse({"status": "ready", **checks})
     return problem(503, "not ready: " + ", ".join(f"{k} {v}" for k, v in checks.items()), checks=checks)

@@ -9,14 +9,15 @@ from fastapi.responses import JSONResponse
 
 from app.auth.deps import AdminKey, InspectorKey
 from app.config import Settings
-from app.deps import ReadSession
+from app.deps import DatabaseDep, ReadSession, WriteSession
 from app.errors import AppError, InvalidInput, NotFound, responses
 from app.events.domains import Domain
 from app.params import PathId
 from app.rules import service
 from app.rules.engine import Finding
-from app.rules.schemas import BacktestIn, BacktestItem, BacktestOut, RuleList, ValidateOut
+from app.rules.schemas import BacktestIn, BacktestItem, BacktestOut, ReloadOut, RuleList, ValidateOut
 from app.rules.spec import AnyRule, Rule, RuleSet
+from app.rules.state import RulesInForce
 from app.units.service import subtree
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
@@ -28,9 +29,10 @@ class UnsupportedMediaType(AppError):
     status = 415
 
 
-async def get_rules(request: Request) -> RuleSet:
-    rules: RuleSet = request.app.state.rules
-    return rules
+def get_rules(request: Request, db: DatabaseDep) -> RuleSet:
+    """The rules in force in this worker, caught up with reloads made through any worker."""
+    in_force: RulesInForce = request.app.state.rules
+    return in_force.current(db)
 
 
 Rules = Annotated[RuleSet, Depends(get_rules)]
@@ -78,6 +80,14 @@ async def validate_rules(request: Request, _admin: AdminKey) -> ValidateOut:
     except UnicodeDecodeError:
         raise InvalidInput([(("body",), "must be UTF-8 text")]) from None
     return ValidateOut(valid=True, rules=service.validate_text(text))
+
+
+@router.post("/reload", responses=responses(401, 403, 422))
+def reload_rules(admin: AdminKey, request: Request, session: WriteSession) -> ReloadOut:
+    """Load the rule files again; on any problem the rules in force stay (422 naming file, rule, field)."""
+    in_force: RulesInForce = request.app.state.rules
+    generation = in_force.reload(session, actor=admin.name)
+    return ReloadOut(generation=generation.id, rules=generation.rules, digest=generation.digest)
 
 
 @router.get("/{rule_id}", response_model=Rule, responses=responses(401, 403, 404, 422))

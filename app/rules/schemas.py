@@ -48,3 +48,11 @@ class BacktestItem(BaseModel):
 
 class BacktestOut(BaseModel):
     items: list[BacktestItem]
+
+
+class ReloadOut(BaseModel):
+    generation: int = Field(
+        description="increases with every successful reload; every worker adopts it within a second"
+    )
+    rules: int = Field(description="how many rules are now in force")
+    digest: str = Field(description="SHA-256 of the rules in force, as canonical JSON")
