@@ -1,7 +1,8 @@
 """Rules in force, rule documents checked without side effects, and backtests over stored events.
 
-Nothing here writes: the loaded set is read at start-up into `app.state.rules`, validation parses
-text into rules it throws away, and a backtest reads events and evaluates a rule over them in memory.
+Nothing here writes: `load` reads the rule folder (for `app.rules.state.RulesInForce`, which keeps a
+worker's rules in step with reloads), validation parses text into rules it throws away, and a
+backtest reads events and evaluates a rule over them in memory.
 """
 
 from __future__ import annotations
