@@ -31,3 +31,20 @@ def auxiliary(unit: str = "ZS1-CW", officer: str = "P1001", operator_id: str = "
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+# The rule example of ../shared/CONTRACT.md (Rules), as a rule file holds it.
+CONTRACT_RULE_YAML = """\
+- id: vr-bulk-register
+  type: count
+  label_zh: 单人单小时大量上户
+  label_en: Bulk registrations by one operator in an hour
+  domains: [vehicle_registration]
+  filter: {action: register, attributes.vehicle_type: {in: [new_energy, motorcycle]}}
+  group_by: operator
+  window: 1h
+  warn_at: 20
+  trip_at: 40
+  severity: high
+  probation: 24h
+"""

@@ -6,22 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.factories import CONTRACT_RULE_YAML
+
 ROOT = Path(__file__).resolve().parents[2]
 
-GOOD = """
-- id: vr-bulk-register
-  type: count
-  label_zh: 单人单小时大量上户
-  label_en: Bulk registrations by one operator in an hour
-  domains: [vehicle_registration]
-  filter: {action: register, attributes.vehicle_type: {in: [new_energy, motorcycle]}}
-  group_by: operator
-  window: 1h
-  warn_at: 20
-  trip_at: 40
-  severity: high
-  probation: 24h
-"""
+GOOD = CONTRACT_RULE_YAML
 
 
 def check(folder: Path) -> subprocess.CompletedProcess[str]:

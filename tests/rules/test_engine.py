@@ -15,24 +15,12 @@ from pydantic import TypeAdapter
 from app.rules.engine import Finding, evaluate, occurred_at, subjects, values
 from app.rules.loader import parse_rules_text
 from app.rules.spec import AnyRule, CountRule, Rule
+from tests.factories import CONTRACT_RULE_YAML
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 RULE: TypeAdapter[AnyRule] = TypeAdapter(Rule)
 
-VR_BULK_REGISTER = """
-- id: vr-bulk-register
-  type: count
-  label_zh: 单人单小时大量上户
-  label_en: Bulk registrations by one operator in an hour
-  domains: [vehicle_registration]
-  filter: {action: register, attributes.vehicle_type: {in: [new_energy, motorcycle]}}
-  group_by: operator
-  window: 1h
-  warn_at: 20
-  trip_at: 40
-  severity: high
-  probation: 24h
-"""
+VR_BULK_REGISTER = CONTRACT_RULE_YAML
 
 
 def at(text: str) -> datetime:

@@ -14,21 +14,9 @@ from app.rules.spec import (
     SpikeRule,
     SumRule,
 )
+from tests.factories import CONTRACT_RULE_YAML
 
-CONTRACT_EXAMPLE = """\
-- id: vr-bulk-register
-  type: count
-  label_zh: 单人单小时大量上户
-  label_en: Bulk registrations by one operator in an hour
-  domains: [vehicle_registration]
-  filter: {action: register, attributes.vehicle_type: {in: [new_energy, motorcycle]}}
-  group_by: operator
-  window: 1h
-  warn_at: 20
-  trip_at: 40
-  severity: high
-  probation: 24h
-"""
+CONTRACT_EXAMPLE = CONTRACT_RULE_YAML
 
 EVERY_TYPE = (
     CONTRACT_EXAMPLE
