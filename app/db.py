@@ -194,13 +194,6 @@ class Database:
         self.engine.dispose()
 
 
-def dialect_insert(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that understands ON CONFLICT, for whichever database the session is bound to."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
 @lru_cache(maxsize=64)
 def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...], returning: tuple[str, ...]) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert

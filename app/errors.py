@@ -26,9 +26,6 @@ Loc = tuple[str | int, ...]
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_JSON
 
-    def render(self, content: Any) -> bytes:
-        return JSONResponse.render(self, content)
-
 
 def problem(
     status: int,

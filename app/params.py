@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
-from app.events.schemas import IDENT_PATTERN, Text, _in_range
+from app.events.schemas import IDENT_PATTERN, Text, in_time_range
 
 # An unescaped "+" in a query string arrives as a space ("…T09:30:00 08:00"): read it as the offset
 # sign it was meant to be, since a time without an offset is refused anyway.
@@ -23,7 +23,7 @@ def _restore_plus(value: Any) -> Any:
     return value
 
 
-QueryTime = Annotated[AwareDatetime, BeforeValidator(_restore_plus), AfterValidator(_in_range)]
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_restore_plus), AfterValidator(in_time_range)]
 
 
 # Ids in query strings and paths are text as stored: no NUL characters, no surrounding blanks.

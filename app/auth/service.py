@@ -8,14 +8,15 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey
-from app.db import dialect_insert, utcnow
+from app.db import insert_ignoring, utcnow
 from app.errors import InvalidInput, NotFound
 from app.units.models import Unit
 
+API_KEYS: Table = ApiKey.__table__  # type: ignore[assignment]
 KEY_PREFIX = "sv_"
 BOOTSTRAP_KEY_NAME = "bootstrap-admin"
 
@@ -110,7 +111,7 @@ def ensure_bootstrap_admin(session: Session, secret: str) -> None:
         "prefix": secret[:9],
         "created_at": utcnow(),
     }
-    session.execute(dialect_insert(session, ApiKey).values(values).on_conflict_do_nothing(index_elements=["key_hash"]))
+    session.connection().execute(insert_ignoring(session, API_KEYS, conflict=("key_hash",)), values)
     session.execute(
         update(ApiKey).where(ApiKey.key_hash == digest).values(role=Role.ADMIN.value, revoked_at=None, unit_id=None)
     )

@@ -38,7 +38,7 @@ def _rfc3339_string(value: Any) -> Any:
     return value
 
 
-def _in_range(value: datetime) -> datetime:
+def in_time_range(value: datetime) -> datetime:
     if not MIN_TIME <= value < MAX_TIME:
         raise ValueError("must lie between 2000-01-01 and 2100-01-01")
     return value.astimezone(UTC)
@@ -47,7 +47,7 @@ def _in_range(value: datetime) -> datetime:
 Text = Annotated[str, AfterValidator(_clean_text)]
 IDENT_PATTERN = r"^\S(?:.*\S)?$"  # no leading or trailing blanks
 Ident = Annotated[Text, Field(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
-Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string), AfterValidator(_in_range)]
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string), AfterValidator(in_time_range)]
 
 
 class OperatorKind(StrEnum):

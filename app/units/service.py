@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, Table, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from app.db import dialect_insert, insert_ignoring, utcnow
+from app.db import insert_ignoring, utcnow
 from app.errors import InvalidInput, NotFound
 from app.units.models import Unit
 
@@ -67,12 +67,14 @@ def put_unit(
             raise InvalidInput([(("body", "parent"), f"{parent!r} is {unit_id!r} or below it: that makes a cycle")])
     now = utcnow()
     values = {"parent_id": parent, "label_zh": label_zh, "label_en": label_en, "registered_by": "admin"}
-    created = session.execute(
-        dialect_insert(session, Unit)
-        .values(id=unit_id, created_at=now, updated_at=now, **values)
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(Unit.id)
-    ).first()
+    created = (
+        session.connection()
+        .execute(
+            insert_ignoring(session, UNITS, conflict=("id",), returning=("id",)),
+            {"id": unit_id, "created_at": now, "updated_at": now, **values},
+        )
+        .first()
+    )
     if created is None:
         session.execute(update(Unit).where(Unit.id == unit_id).values(updated_at=now, **values))
     unit = session.get(Unit, unit_id, populate_existing=True)
