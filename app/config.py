@@ -9,6 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.rules.spec import Duration
+
 DEFAULT_DATABASE_URL = "sqlite:///./var/supervision.db"
 
 
@@ -37,6 +39,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=20, ge=0, le=200)
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    scan_interval: Duration | None = Field(
+        default=None, description="run a scan this often (e.g. 15m), once per period whatever the workers"
+    )
 
     @field_validator("database_url")
     @classmethod

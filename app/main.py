@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,7 +11,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.alerts.router import router as alerts_router
 from app.auth.service import ensure_bootstrap_admin
+from app.breakers.router import router as breakers_router
 from app.config import Settings, get_settings
 from app.db import Database
 from app.edge import EdgeMiddleware
@@ -19,6 +23,8 @@ from app.logging import configure_logging
 from app.ops.router import router as ops_router
 from app.rules.router import router as rules_router
 from app.rules.state import RulesInForce
+from app.scans.router import router as scans_router
+from app.scans.service import periodic_scans
 from app.units.router import router as units_router
 
 log = logging.getLogger("supervision")
@@ -44,7 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except SQLAlchemyError:
                 # Not fatal: /readyz reports the database, and the next start retries.
                 log.exception("could not ensure the bootstrap admin key (has `supervision migrate` run?)")
+        task = None
+        if settings.scan_interval is not None:
+            task = asyncio.create_task(periodic_scans(db, app.state.rules, settings))
         yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         db.dispose()
 
     app = FastAPI(
@@ -63,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router)
     app.include_router(units_router)
     app.include_router(rules_router)
+    app.include_router(alerts_router)
+    app.include_router(breakers_router)
+    app.include_router(scans_router)
     return app
 
 

@@ -1,9 +1,12 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
+from app.alerts.models import Alert
 from app.auth.models import ApiKey
+from app.breakers.models import Breaker, BreakerChange
 from app.db import Base
 from app.events.models import Event
 from app.rules.models import RuleGeneration
+from app.scans.models import Lease, Scan
 from app.units.models import Unit
 
-__all__ = ["ApiKey", "Base", "Event", "RuleGeneration", "Unit"]
+__all__ = ["Alert", "ApiKey", "Base", "Breaker", "BreakerChange", "Event", "Lease", "RuleGeneration", "Scan", "Unit"]

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from app.db import Database
+from app.alerts.evaluate import Evaluator
+from app.alerts.inline import evaluate_stored
+from app.db import Database, utcnow
 from app.demo.city import City, Unit, build_city
 from app.demo.generate import SOURCES, DemoEvent, Story, generate, planted_stories
 from app.events import service as event_service
@@ -65,11 +67,13 @@ def load_demo(
     scale: float = 1.0,
     on_progress: Callable[[int, int], None] | None = None,
     force: bool = False,
+    evaluator: Evaluator | None = None,
 ) -> DemoSummary:
     """Register the city's units and post its month of events, in time order, 1000 per transaction.
 
     Idempotent: events already stored are answered as duplicates, and a database that already holds
-    the whole month is left alone unless `force` is set.
+    the whole month is left alone unless `force` is set. With an `evaluator`, the rules run on every
+    stored event in its transaction, as they do for events posted to the API.
     """
     started = time.perf_counter()
     city = build_city(seed)
@@ -91,6 +95,8 @@ def load_demo(
                 parsed = [EventIn.model_validate(item.body) for item in items]
                 event_service.validate(parsed, batch=True)
                 stored = event_service.ingest(session, source=source, events=parsed, batch=True)
+                if evaluator is not None:
+                    evaluate_stored(session, evaluator, source=source, stored=stored, now=utcnow())
                 new += sum(not item.duplicate for item in stored)
                 duplicates += sum(item.duplicate for item in stored)
         done += len(chunk)

@@ -24,6 +24,7 @@ class Event(Base):
         Index("ix_events_agent_id_occurred_at", "agent_id", "occurred_at"),
         Index("ix_events_domain_occurred_at", "domain", "occurred_at"),
         Index("ix_events_operator_unit_occurred_at", "operator_unit", "occurred_at"),
+        Index("ix_events_responsible_officer_occurred_at", "responsible_officer", "occurred_at"),
         # Ids only ever grow, even after a (forbidden) delete of the newest row: evidence is in id order.
         {"sqlite_autoincrement": True},
     )

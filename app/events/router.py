@@ -3,12 +3,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.alerts.evaluate import Evaluator
+from app.alerts.inline import evaluate_stored
 from app.auth.deps import InspectorKey, SourceKey
-from app.db import Database
-from app.deps import DatabaseDep, ReadSession
+from app.breakers.router import breaker_out
+from app.db import Database, utcnow
+from app.deps import ReadSession
 from app.errors import InvalidInput, responses
 from app.events import service
 from app.events.domains import Domain
@@ -30,23 +33,31 @@ from app.units.service import subtree
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
-def _result(stored: service.Stored) -> IngestResult:
-    # Rules, alerts and breakers come with the rule engine; until then no breaker can cover a subject.
-    return IngestResult(id=stored.id, duplicate=stored.duplicate, alerts=[], blocked=False, breakers=[])
-
-
-def _store(db: Database, source: str, events: list[EventIn], *, batch: bool) -> list[service.Stored]:
-    """Validate, then store in one transaction that commits before the answer is sent."""
+def _store(request: Request, source: str, events: list[EventIn], *, batch: bool) -> list[IngestResult]:
+    """Validate, then store and evaluate the rules in one transaction that commits before the answer is sent."""
     service.validate(events, batch=batch)
+    db: Database = request.app.state.db
+    evaluator = Evaluator(request.app.state.rules.current(db), request.app.state.settings.zone)
     with db.session(write=True) as session:
         stored = service.ingest(session, source=source, events=events, batch=batch)
+        verdicts, _ = evaluate_stored(session, evaluator, source=source, stored=stored, now=utcnow())
+        results = [
+            IngestResult(
+                id=item.id,
+                duplicate=item.duplicate,
+                alerts=verdict.alerts,
+                blocked=verdict.blocked,
+                breakers=[breaker_out(b) for b in verdict.breakers],
+            )
+            for item, verdict in zip(stored, verdicts, strict=True)
+        ]
         count_after_commit(
             session,
             source=source,
             new_domains=[item.event.domain.value for item in stored if not item.duplicate],
             duplicates=sum(item.duplicate for item in stored),
         )
-    return stored
+    return results
 
 
 # The ingest routes are async and hand their whole unit of work to the thread pool in one call: each
@@ -63,19 +74,19 @@ def _store(db: Database, source: str, events: list[EventIn], *, batch: bool) -> 
         **responses(401, 403, 409, 413, 422),
     },
 )
-async def post_event(event: EventIn, principal: SourceKey, db: DatabaseDep, response: Response) -> IngestResult:
-    """Report one business event (201 new, 200 duplicate)."""
-    (stored,) = await run_in_threadpool(_store, db, principal.name, [event], batch=False)
-    if stored.duplicate:
+async def post_event(event: EventIn, principal: SourceKey, request: Request, response: Response) -> IngestResult:
+    """Report one business event (201 new, 200 duplicate); the answer lists the alerts it raised or updated
+    and whether a breaker stops its subject (`blocked`: stop the business)."""
+    (result,) = await run_in_threadpool(_store, request, principal.name, [event], batch=False)
+    if result.duplicate:
         response.status_code = 200
-    return _result(stored)
+    return result
 
 
 @router.post("/batch", responses=responses(401, 403, 409, 413, 422))
-async def post_batch(batch: BatchIn, principal: SourceKey, db: DatabaseDep) -> BatchOut:
+async def post_batch(batch: BatchIn, principal: SourceKey, request: Request) -> BatchOut:
     """Report up to 1000 events at once: all are stored, or none."""
-    stored = await run_in_threadpool(_store, db, principal.name, batch.events, batch=True)
-    return BatchOut(items=[_result(item) for item in stored])
+    return BatchOut(items=await run_in_threadpool(_store, request, principal.name, batch.events, batch=True))
 
 
 def event_out(event: Event) -> EventOut:

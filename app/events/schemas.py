@@ -2,52 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     model_validator,
 )
 
+from app.breakers.schemas import BreakerOut
 from app.errors import PayloadTooLarge
-from app.events.domains import Domain, text_problem
+from app.events.domains import Domain
+from app.fields import IDENT_PATTERN, MAX_TIME, MIN_TIME, Ident, Reason, Text, Time, in_time_range
+
+__all__ = ["IDENT_PATTERN", "MAX_TIME", "MIN_TIME", "Ident", "Reason", "Text", "Time", "in_time_range"]
 
 MAX_BATCH = 1000
-MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
-
-
-def _clean_text(value: str) -> str:
-    problem = text_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-def _rfc3339_string(value: Any) -> Any:
-    # Numbers would be read as Unix timestamps; the contract asks for RFC 3339 text with an offset.
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-11-21T09:30:00+08:00")
-    return value
-
-
-def in_time_range(value: datetime) -> datetime:
-    if not MIN_TIME <= value < MAX_TIME:
-        raise ValueError("must lie between 2000-01-01 and 2100-01-01")
-    return value.astimezone(UTC)
-
-
-Text = Annotated[str, AfterValidator(_clean_text)]
-IDENT_PATTERN = r"^\S(?:.*\S)?$"  # no leading or trailing blanks
-Ident = Annotated[Text, Field(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
-Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string), AfterValidator(in_time_range)]
 
 
 class OperatorKind(StrEnum):
@@ -127,7 +100,7 @@ class IngestResult(BaseModel):
     duplicate: bool = Field(description="true when this event was already stored with the same content")
     alerts: list[int] = Field(description="ids of the alerts this event raised or updated")
     blocked: bool = Field(description="true when a breaker stops this event's subject: stop the business")
-    breakers: list[dict[str, Any]] = Field(description="open breakers covering this event's subjects")
+    breakers: list[BreakerOut] = Field(description="open breakers covering this event's subjects in its domain")
 
 
 class BatchIn(_Strict):

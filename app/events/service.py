@@ -70,6 +70,30 @@ def canonical_content(source: str, event: EventIn) -> dict[str, Any]:
     return body
 
 
+def contract_shape(source: str, event: EventIn, event_id: int | None = None) -> dict[str, Any]:
+    """The event as rules read it: the contract's JSON shape (enums as text), plus ``source`` and ``id``."""
+    operator = event.operator
+    business_unit = event.business_unit
+    return {
+        "id": event_id,
+        "source": source,
+        "source_event_id": event.source_event_id,
+        "domain": event.domain.value,
+        "action": event.action,
+        "occurred_at": event.occurred_at,
+        "operator": {
+            "id": operator.id,
+            "kind": operator.kind.value,
+            "unit": operator.unit,
+            "responsible_officer": operator.responsible_officer,
+        },
+        "business_unit": None if business_unit is None else {"id": business_unit.id, "kind": business_unit.kind.value},
+        "agent_id": event.agent_id,
+        "object_ref": event.object_ref,
+        "attributes": event.attributes,
+    }
+
+
 def _row(source: str, event: EventIn, received_at: datetime) -> dict[str, Any]:
     return {
         "source": source,

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 
-__all__ = ["EPOCH_LOCAL", "Window", "previous", "window_of", "windows_between"]
+__all__ = ["EPOCH_LOCAL", "Window", "offsets_between", "previous", "window_of", "windows_between"]
 
 EPOCH_LOCAL = datetime(1970, 1, 5)
 """Local wall-clock origin of every window grid: Monday 1970-01-05 00:00 (naive: it is local time)."""
@@ -130,6 +130,22 @@ def _iter_windows(start: datetime, end: datetime, length: timedelta, zone: tzinf
     while window.start < end:
         yield window
         window = window_of(window.end, length, zone)
+
+
+def offsets_between(zone: tzinfo, lo: datetime, hi: datetime) -> list[tuple[datetime | None, timedelta]]:
+    """The UTC offsets ``zone`` uses over ``[lo, hi)``: ``(until, offset)`` spans in order, the last ``until`` None.
+
+    For databases without time zones (SQLite): local time is UTC plus the offset of the span an instant is in.
+    """
+    _check_aware(lo, "lo")
+    _check_aware(hi, "hi")
+    spans: list[tuple[datetime | None, timedelta]] = []
+    off = _offset(zone, lo)
+    for at, _, after in _transitions(zone, lo.astimezone(_UTC), hi.astimezone(_UTC)):
+        spans.append((at, off))
+        off = after
+    spans.append((None, off))
+    return spans
 
 
 def _check_aware(value: datetime, name: str) -> None:

@@ -1,0 +1,369 @@
+"""Bringing alerts and breakers in line with the stored events, for given (rule, subject, window) keys.
+
+This is the one place alerts are written, whether an event was just stored (inline, in the ingest
+transaction) or a scan found a window to fix. For each key it measures the window with SQL
+(:mod:`app.rules.sql`, which agrees with the reference evaluator), then raises, updates, clears or
+un-clears the key's alert, and trips the subject's breaker when the value reaches ``trip_at``.
+
+Concurrency. Two transactions that each add an event to one window must not both measure it without
+the other's event (each would see a value below the threshold and no alert would be raised), nor both
+raise its alert. So a transaction takes a lock per key before measuring, in one global order (no
+deadlock), and holds it until it commits: the second one measures after the first committed and sees
+both events. On PostgreSQL the locks are transaction-level advisory locks on a 64-bit hash of the key
+(a collision only serialises two unrelated keys); each statement of a READ COMMITTED transaction sees
+what committed before it started, so the measurement taken after the lock is complete. On SQLite
+writers are already serialised (``BEGIN IMMEDIATE``). A ``spike`` window's value also depends on the
+windows before it, so an event locks and re-measures the windows that use its window as baseline.
+
+Breakers trip when an alert's value reaches ``trip_at`` because of new evidence (the alert is new, its
+hits changed, or it has just become tripped), not when a scan re-measures an unchanged window: a reset
+breaker is re-opened by new business, not by history it has already answered for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import bindparam, select, text, tuple_
+from sqlalchemy.orm import Session
+
+from app.alerts.models import Alert
+from app.breakers.models import Breaker, BreakerChange
+from app.db import insert_ignoring
+from app.rules import sql
+from app.rules.engine import subject_of
+from app.rules.spec import AnyRule, GroupBy, RuleSet, SpikeRule
+from app.rules.windows import Window, window_of
+
+# (rule id, subject, window start)
+Key = tuple[str, str, datetime]
+
+_LOCK = text(
+    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, i) ORDER BY i"
+)
+
+
+def domains_text(rule: AnyRule) -> str:
+    """A rule's domains as ``,a,b,`` (so ``LIKE '%,a,%'`` finds one on every database)."""
+    return "," + ",".join(str(domain.value) for domain in rule.domains) + ","
+
+
+def _lock_id(key: Key) -> int:
+    rule_id, subject, start = key
+    digest = hashlib.blake2b(f"{rule_id}\x00{subject}\x00{start.isoformat()}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def following(window: Window, count: int, length: timedelta, zone: tzinfo) -> list[Window]:
+    """The ``count`` windows right after ``window`` (those whose spike baseline includes it)."""
+    found: list[Window] = []
+    current = window
+    for _ in range(count):
+        current = window_of(current.end, length, zone)
+        found.append(current)
+    return found
+
+
+@dataclass
+class Applied:
+    """What bringing a set of keys in line changed."""
+
+    raised: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    cleared: list[int] = field(default_factory=list)
+    tripped: list[int] = field(default_factory=list)  # breaker ids opened
+    alert_of: dict[Key, int] = field(default_factory=dict)  # alerts written (raised, updated or cleared)
+
+    def add(self, other: Applied) -> None:
+        self.raised += other.raised
+        self.updated += other.updated
+        self.cleared += other.cleared
+        self.tripped += other.tripped
+        self.alert_of.update(other.alert_of)
+
+
+class Evaluator:
+    """Applies one rule set in one zone. Cheap to build; holds no database state."""
+
+    def __init__(self, rules: RuleSet, zone: tzinfo) -> None:
+        self.rules = rules
+        self.zone = zone
+
+    def window(self, rule: AnyRule, at: datetime) -> Window:
+        return window_of(at, rule.window, self.zone)
+
+    # --- which keys an event touches ------------------------------------------------------------------------
+
+    def touched(self, event: Mapping[str, Any], at: datetime) -> dict[Key, Window]:
+        """The keys whose value an event (contract JSON shape, ``occurred_at`` ``at``) may change."""
+        keys: dict[Key, Window] = {}
+        for rule in self.rules.for_domain(event["domain"]):
+            if not rule.filter.matches(event):
+                continue
+            subject = subject_of(rule.group_by, event)
+            if subject is None:
+                continue
+            window = self.window(rule, at)
+            keys[(rule.id, subject, window.start)] = window
+            if isinstance(rule, SpikeRule):
+                for later in following(window, rule.baseline_windows, rule.window, self.zone):
+                    keys[(rule.id, subject, later.start)] = later
+        return keys
+
+    # --- bringing keys in line ----------------------------------------------------------------------------------
+
+    def apply(self, session: Session, keys: Mapping[Key, Window], *, actor: str, now: datetime) -> Applied:
+        """Measure every key (after locking it) and write its alert and breaker as the value says."""
+        applied = Applied()
+        if not keys:
+            return applied
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            connection.execute(_LOCK, {"keys": sorted(_lock_id(key) for key in keys)})
+        by_rule: dict[str, dict[Key, Window]] = {}
+        for key, window in keys.items():
+            by_rule.setdefault(key[0], {})[key] = window
+        trips: list[tuple[AnyRule, Alert]] = []
+        for rule_id in sorted(by_rule):
+            rule = self.rules.get(rule_id)
+            if rule is None:  # a rule no longer in force: its alerts stay as they are
+                continue
+            trips += self._apply_rule(session, rule, by_rule[rule_id], applied, now=now)
+        for rule, alert in sorted(trips, key=lambda t: (t[0].id, t[1].subject_type, t[1].subject_id)):
+            breaker_id = trip(session, rule, alert, actor=actor, now=now)
+            if breaker_id is not None:
+                applied.tripped.append(breaker_id)
+        return applied
+
+    def _apply_rule(
+        self, session: Session, rule: AnyRule, keys: Mapping[Key, Window], applied: Applied, *, now: datetime
+    ) -> list[tuple[AnyRule, Alert]]:
+        connection = session.connection()
+        needed: dict[tuple[str, datetime], tuple[str, Window]] = {}
+        baselines: dict[Key, list[Window]] = {}
+        for key, window in keys.items():
+            needed[(key[1], window.start)] = (key[1], window)
+            if isinstance(rule, SpikeRule):
+                baselines[key] = base = sql.baseline_windows(rule, window, self.zone)
+                for w in base:
+                    needed[(key[1], w.start)] = (key[1], w)
+        aggregates = sql.measure_keys(connection, rule, self.zone, needed.values())
+        existing = {
+            (alert.rule_id, alert.subject_id, alert.window_start): alert
+            for alert in session.scalars(
+                select(Alert).where(
+                    Alert.rule_id == rule.id,
+                    tuple_(Alert.subject_id, Alert.window_start).in_([(k[1], k[2]) for k in keys]),
+                )
+            )
+        }
+        trips: list[tuple[AnyRule, Alert]] = []
+        for key in sorted(keys):
+            _, subject, start = key
+            window = keys[key]
+            value = sql.value_of(rule, (subject, start), aggregates, baselines.get(key, ()))
+            found = aggregates.get((subject, start))
+            hits = found.hits if found is not None else 0
+            alert = existing.get(key)
+            if found is not None and value is not None and value >= rule.warn_at and hits > 0:
+                written = self._raise_or_update(session, rule, subject, window, value, found, alert, applied, now=now)
+                if written is not None:
+                    alert, new_evidence = written
+                    applied.alert_of[key] = alert.id
+                    if alert.tripped and new_evidence:
+                        trips.append((rule, alert))
+            elif alert is not None and not alert.cleared:
+                alert.cleared, alert.cleared_at = True, now
+                if value is not None:
+                    alert.value, alert.hits = value, hits
+                alert.version += 1
+                alert.updated_at = now
+                applied.cleared.append(alert.id)
+                applied.alert_of[key] = alert.id
+        session.flush()
+        return trips
+
+    def _raise_or_update(
+        self,
+        session: Session,
+        rule: AnyRule,
+        subject: str,
+        window: Window,
+        value: float,
+        found: sql.Aggregate,
+        alert: Alert | None,
+        applied: Applied,
+        *,
+        now: datetime,
+    ) -> tuple[Alert, bool] | None:
+        """Write the alert of a finding; answer it and whether it has new evidence (None: nothing changed)."""
+        hits = found.hits
+        tripped = rule.trip_at is not None and value >= rule.trip_at
+        if (
+            alert is not None
+            and not alert.cleared
+            and alert.hits == hits
+            and sql.same_value(alert.value, value)
+            and alert.tripped == tripped
+        ):
+            return None
+        rows = sql.evidence(session.connection(), rule, self.zone, subject, window)
+        _, _, unit, kind, officer = rows[0]
+        first_at, last_at = found.first_at, found.last_at
+        assert first_at is not None  # there are hits
+        assert last_at is not None
+        evidence = {"event_ids": [row[0] for row in rows], "count": hits, "value": value, "truncated": hits > len(rows)}
+        # 连带责任: the officer answerable for the subject, when the subject is a person with one.
+        responsible: str | None = None
+        if rule.group_by is GroupBy.RESPONSIBLE_OFFICER:
+            responsible = subject
+        elif rule.group_by is GroupBy.OPERATOR and kind != "police":
+            responsible = officer
+        if alert is None:
+            alert = Alert(
+                rule_id=rule.id,
+                severity=str(rule.severity.value),
+                subject_type=str(rule.group_by.value),
+                subject_id=subject,
+                domains=domains_text(rule),
+                window_start=window.start,
+                window_end=window.end,
+                value=value,
+                hits=hits,
+                unit=unit,
+                responsible_officer=responsible,
+                stage="warning",
+                tripped=tripped,
+                cleared=False,
+                cleared_at=None,
+                first_event_at=first_at,
+                last_event_at=last_at,
+                evidence=evidence,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(alert)
+            session.flush()
+            applied.raised.append(alert.id)
+            return alert, True
+        new_evidence = alert.hits != hits or (tripped and not alert.tripped)
+        alert.value, alert.hits, alert.evidence = value, hits, evidence
+        alert.tripped = alert.tripped or tripped  # a trip, once recorded, is part of the alert's story
+        alert.cleared, alert.cleared_at = False, None
+        alert.first_event_at, alert.last_event_at = first_at, last_at
+        alert.unit, alert.responsible_officer = unit, responsible
+        alert.severity, alert.domains = str(rule.severity.value), domains_text(rule)
+        alert.version += 1
+        alert.updated_at = now
+        applied.updated.append(alert.id)
+        return alert, new_evidence
+
+
+# --- breakers ---------------------------------------------------------------------------------------------------
+
+
+def effective_state(breaker: Breaker, now: datetime) -> str:
+    """``half_open`` becomes ``closed`` once probation is over."""
+    if breaker.state == "half_open" and breaker.probation_until is not None and breaker.probation_until <= now:
+        return "closed"
+    return breaker.state
+
+
+def trip(session: Session, rule: AnyRule, alert: Alert, *, actor: str, now: datetime) -> int | None:
+    """Open the breaker of (rule, alert's subject) unless it is open already; its id when it opened."""
+    table = Breaker.__table__
+    session.execute(
+        insert_ignoring(session, table, conflict=("rule_id", "subject_type", "subject_id")),  # type: ignore[arg-type]
+        {
+            "rule_id": rule.id,
+            "subject_type": alert.subject_type,
+            "subject_id": alert.subject_id,
+            "domains": domains_text(rule),
+            "state": "closed",
+            "alert_id": alert.id,
+            "opened_at": now,
+            "version": 1,
+        },
+    )
+    breaker = session.scalars(
+        select(Breaker)
+        .where(
+            Breaker.rule_id == rule.id,
+            Breaker.subject_type == alert.subject_type,
+            Breaker.subject_id == alert.subject_id,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    before = effective_state(breaker, now)
+    if before == "open":
+        return None
+    breaker.state = "open"
+    breaker.alert_id = alert.id
+    breaker.opened_at = now
+    breaker.probation_until = None
+    breaker.domains = domains_text(rule)
+    breaker.version += 1
+    reason = f"{rule.id}: value {alert.value:g} reached trip_at {rule.trip_at:g}"
+    if before == "half_open":
+        reason += " during probation"
+    session.add(
+        BreakerChange(
+            breaker_id=breaker.id,
+            action="trip",
+            from_state=before,
+            to_state="open",
+            actor=actor,
+            reason=reason,
+            alert_id=alert.id,
+            at=now,
+        )
+    )
+    session.flush()
+    return breaker.id
+
+
+_OPEN_FOR = (
+    select(Breaker)
+    .where(Breaker.state == "open", Breaker.subject_id.in_(bindparam("subjects", expanding=True)))
+    .order_by(Breaker.id)
+)
+
+
+def open_breakers(session: Session, subjects: Iterable[str]) -> list[Breaker]:
+    """Open breakers whose subject id is one of ``subjects`` (callers match the subject type and domain)."""
+    wanted = sorted(set(subjects))
+    if not wanted:
+        return []
+    return list(session.scalars(_OPEN_FOR, {"subjects": wanted}))
+
+
+def covers(breaker: Breaker, event: Mapping[str, Any]) -> bool:
+    """Whether ``breaker`` stops ``event``: its subject is the event's under the breaker's subject type,
+    and the event's domain is one the breaker's rule watches."""
+    if f",{event['domain']}," not in breaker.domains:
+        return False
+    return subject_of(GroupBy(breaker.subject_type), event) == breaker.subject_id
+
+
+def event_subjects(event: Mapping[str, Any]) -> set[str]:
+    return {s for g in GroupBy if (s := subject_of(g, event)) is not None}
+
+
+__all__ = [
+    "Applied",
+    "Evaluator",
+    "Key",
+    "covers",
+    "domains_text",
+    "effective_state",
+    "event_subjects",
+    "following",
+    "open_breakers",
+    "trip",
+]

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from app.alerts import service
+from app.alerts.models import Alert
+from app.alerts.schemas import AlertDetail, AlertOut, Stage
+from app.auth.deps import InspectorKey
+from app.deps import ReadSession
+from app.errors import InvalidInput, responses
+from app.events.domains import Domain
+from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.params import QueryId, QueryTime
+from app.rules.spec import Severity
+from app.units.service import subtree
+
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+
+
+def alert_out(alert: Alert) -> AlertOut:
+    return AlertOut(
+        id=alert.id,
+        rule_id=alert.rule_id,
+        severity=Severity(alert.severity),
+        subject_type=alert.subject_type,
+        subject_id=alert.subject_id,
+        domains=[Domain(d) for d in alert.domains.strip(",").split(",")],
+        window_start=alert.window_start,
+        window_end=alert.window_end,
+        value=alert.value,
+        hits=alert.hits,
+        unit=alert.unit,
+        stage=Stage(alert.stage),
+        tripped=alert.tripped,
+        cleared=alert.cleared,
+        cleared_at=alert.cleared_at,
+        overdue=False,
+        responsible_officer=alert.responsible_officer,
+        first_event_at=alert.first_event_at,
+        last_event_at=alert.last_event_at,
+        created_at=alert.created_at,
+        updated_at=alert.updated_at,
+    )
+
+
+def etag(alert: Alert) -> str:
+    return f'"{alert.version}"'
+
+
+@router.get("", responses=responses(401, 403, 422))
+def list_alerts(
+    principal: InspectorKey,
+    session: ReadSession,
+    stage: Stage | None = None,
+    domain: Domain | None = None,
+    rule: QueryId = None,
+    subject: QueryId = None,
+    unit: Annotated[QueryId, Query(description="this org unit and the units below it")] = None,
+    severity: Severity | None = None,
+    overdue: bool | None = None,
+    cleared: bool | None = None,
+    time_from: Annotated[QueryTime | None, Query(alias="from", description="window_start ≥ from")] = None,
+    time_to: Annotated[QueryTime | None, Query(alias="to", description="window_start < to")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[AlertOut]:
+    """Alerts, newest window first, filtered and paged (a scoped key sees its units' alerts only)."""
+    if time_from is not None and time_to is not None and time_to <= time_from:
+        raise InvalidInput([(("query", "to"), "must be after `from`")])
+    after = None
+    if cursor is not None:
+        at, last_id = decode_cursor("alerts", cursor, arity=2)
+        try:
+            after = (datetime.fromisoformat(at), int(last_id))
+        except (TypeError, ValueError):
+            raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")]) from None
+    filters = service.AlertFilter(
+        stage=stage.value if stage else None,
+        domain=domain.value if domain else None,
+        rule=rule,
+        subject=subject,
+        unit=unit,
+        severity=severity.value if severity else None,
+        overdue=overdue,
+        cleared=cleared,
+        time_from=time_from,
+        time_to=time_to,
+    )
+    scope = subtree(principal.unit_id) if principal.unit_id else None
+    rows = service.list_alerts(session, filters=filters, limit=limit + 1, after=after, units=scope)
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor("alerts", [page[-1].window_start.isoformat(), page[-1].id]) if more else None
+    return Page[AlertOut](items=[alert_out(row) for row in page], next_cursor=next_cursor)
+
+
+@router.get("/{alert_id}", responses=responses(401, 403, 404, 422))
+def get_alert(alert_id: int, principal: InspectorKey, session: ReadSession, response: Response) -> AlertDetail:
+    """One alert with its evidence (the triggering events' ids, the measured value) and history."""
+    scope = subtree(principal.unit_id) if principal.unit_id else None
+    alert = service.get_alert(session, alert_id, units=scope)
+    response.headers["ETag"] = etag(alert)
+    evidence = {**alert.evidence, "responsible_officer": alert.responsible_officer}
+    return AlertDetail(**alert_out(alert).model_dump(), evidence=evidence, history=[])

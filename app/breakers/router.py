@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from app.alerts.evaluate import effective_state
+from app.auth.deps import InspectorKey, require
+from app.auth.service import Principal, Role
+from app.breakers import service
+from app.breakers.models import Breaker
+from app.breakers.schemas import BreakerChangeOut, BreakerDetail, BreakerOut, BreakerState, CheckOut, ResetIn
+from app.db import utcnow
+from app.deps import ReadSession, WriteSession
+from app.errors import InvalidInput, responses
+from app.events.domains import Domain
+from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.params import QueryId
+from app.rules.spec import GroupBy
+from app.units.service import subtree
+
+router = APIRouter(prefix="/v1/breakers", tags=["breakers"])
+
+CheckKey = Annotated[Principal, Depends(require(Role.SOURCE, Role.INSPECTOR))]
+
+
+def breaker_out(breaker: Breaker) -> BreakerOut:
+    return BreakerOut(
+        id=breaker.id,
+        subject_type=breaker.subject_type,
+        subject_id=breaker.subject_id,
+        domains=[Domain(d) for d in breaker.domains.strip(",").split(",")],
+        state=BreakerState(effective_state(breaker, utcnow())),
+        rule_id=breaker.rule_id,
+        alert_id=breaker.alert_id,
+        opened_at=breaker.opened_at,
+        reset_at=breaker.reset_at,
+        probation_until=breaker.probation_until,
+    )
+
+
+@router.get("", responses=responses(401, 403, 422))
+def list_breakers(
+    principal: InspectorKey,
+    session: ReadSession,
+    state: BreakerState | None = None,
+    subject_type: GroupBy | None = None,
+    subject_id: QueryId = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[BreakerOut]:
+    """Breakers, newest first; `state` reads half_open past its probation as closed."""
+    after = None
+    if cursor is not None:
+        (last,) = decode_cursor("breakers", cursor, arity=1)
+        if not isinstance(last, int):
+            raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")])
+        after = last
+    rows = service.list_breakers(
+        session,
+        now=utcnow(),
+        state=state.value if state else None,
+        subject_type=subject_type.value if subject_type else None,
+        subject_id=subject_id,
+        limit=limit + 1,
+        after=after,
+        units=subtree(principal.unit_id) if principal.unit_id else None,
+    )
+    page = rows[:limit]
+    next_cursor = encode_cursor("breakers", [page[-1].id]) if len(rows) > limit else None
+    return Page[BreakerOut](items=[breaker_out(b) for b in page], next_cursor=next_cursor)
+
+
+@router.get("/check", responses=responses(401, 403, 422))
+def check(
+    _principal: CheckKey,
+    session: ReadSession,
+    subject_type: Annotated[GroupBy, Query(description="a rule group_by: operator, business_unit, agent, …")],
+    subject_id: Annotated[QueryId, Query(min_length=1)],
+    domain: Domain | None = None,
+) -> CheckOut:
+    """May this subject do business (in this domain)? For business systems, before they act."""
+    assert subject_id is not None
+    found = service.check(
+        session, subject_type=subject_type.value, subject_id=subject_id, domain=domain.value if domain else None
+    )
+    return CheckOut(allowed=not found, breakers=[breaker_out(b) for b in found])
+
+
+def _detail(session: ReadSession, breaker: Breaker) -> BreakerDetail:
+    changes = [
+        BreakerChangeOut(
+            action=c.action,
+            from_state=BreakerState(c.from_state),
+            to_state=BreakerState(c.to_state),
+            actor=c.actor,
+            reason=c.reason,
+            alert_id=c.alert_id,
+            at=c.at,
+        )
+        for c in service.history(session, breaker.id)
+    ]
+    return BreakerDetail(**breaker_out(breaker).model_dump(), history=changes)
+
+
+@router.get("/{breaker_id}", responses=responses(401, 403, 404, 422))
+def get_breaker(breaker_id: int, principal: InspectorKey, session: ReadSession) -> BreakerDetail:
+    """One breaker with its history of trips and resets."""
+    units = subtree(principal.unit_id) if principal.unit_id else None
+    return _detail(session, service.get_breaker(session, breaker_id, units=units))
+
+
+@router.post("/{breaker_id}/reset", responses=responses(401, 403, 404, 409, 422))
+def reset_breaker(
+    breaker_id: int, body: ResetIn, principal: InspectorKey, session: WriteSession, request: Request
+) -> BreakerDetail:
+    """Let an open breaker's subject do business again, on probation for the rule's `probation` (half_open)."""
+    breaker = service.reset(
+        session,
+        breaker_id,
+        rules=request.app.state.rules.current(request.app.state.db),
+        actor=principal.name,
+        reason=body.reason,
+        now=utcnow(),
+        units=subtree(principal.unit_id) if principal.unit_id else None,
+    )
+    return _detail(session, breaker)

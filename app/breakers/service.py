@@ -1,0 +1,123 @@
+"""Reading breakers, checking a subject, and resetting a breaker (trips happen in app.alerts.evaluate)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import Session
+
+from app.alerts.evaluate import effective_state
+from app.alerts.models import Alert
+from app.breakers.models import Breaker, BreakerChange
+from app.errors import Conflict, NotFound
+from app.rules.spec import RuleSet
+
+DEFAULT_PROBATION = timedelta(hours=24)  # for a breaker whose rule is no longer in force
+
+
+def _state_is(state: str, now: datetime) -> object:
+    """SQL for a breaker's effective state (half_open past probation reads as closed)."""
+    over = and_(Breaker.state == "half_open", Breaker.probation_until <= now)
+    if state == "closed":
+        return or_(Breaker.state == "closed", over)
+    if state == "half_open":
+        return and_(Breaker.state == "half_open", Breaker.probation_until > now)
+    return Breaker.state == state
+
+
+def _scoped(query: Select[Breaker], units: Select[tuple[str]] | None) -> Select[Breaker]:
+    # A scoped inspector sees the breakers whose alert is in their units.
+    if units is None:
+        return query
+    return query.where(Breaker.alert_id.in_(select(Alert.id).where(Alert.unit.in_(units))))
+
+
+def list_breakers(
+    session: Session,
+    *,
+    now: datetime,
+    state: str | None,
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+    limit: int,
+    after: int | None,
+    units: Select[tuple[str]] | None = None,
+) -> list[Breaker]:
+    """Breakers by id, newest first."""
+    query = select(Breaker)
+    if state is not None:
+        query = query.where(_state_is(state, now))  # type: ignore[arg-type]
+    if subject_type is not None:
+        query = query.where(Breaker.subject_type == subject_type)
+    if subject_id is not None:
+        query = query.where(Breaker.subject_id == subject_id)
+    if after is not None:
+        query = query.where(Breaker.id < after)
+    query = _scoped(query, units).order_by(Breaker.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def get_breaker(session: Session, breaker_id: int, *, units: Select[tuple[str]] | None = None) -> Breaker:
+    breaker = session.scalars(_scoped(select(Breaker).where(Breaker.id == breaker_id), units)).first()
+    if breaker is None:
+        raise NotFound(f"no breaker with id {breaker_id}")
+    return breaker
+
+
+def history(session: Session, breaker_id: int) -> list[BreakerChange]:
+    return list(
+        session.scalars(select(BreakerChange).where(BreakerChange.breaker_id == breaker_id).order_by(BreakerChange.id))
+    )
+
+
+def check(session: Session, *, subject_type: str, subject_id: str, domain: str | None) -> list[Breaker]:
+    """The open breakers that stop ``subject`` (in ``domain``, or in any domain when it is None)."""
+    query = select(Breaker).where(
+        Breaker.subject_type == subject_type, Breaker.subject_id == subject_id, Breaker.state == "open"
+    )
+    if domain is not None:
+        query = query.where(Breaker.domains.contains(f",{domain},"))
+    return list(session.scalars(query.order_by(Breaker.id)))
+
+
+def reset(
+    session: Session,
+    breaker_id: int,
+    *,
+    rules: RuleSet,
+    actor: str,
+    reason: str,
+    now: datetime,
+    units: Select[tuple[str]] | None = None,
+) -> Breaker:
+    """Put an open breaker on probation (half_open) for its rule's ``probation``; 409 unless it is open."""
+    breaker = session.scalars(
+        _scoped(select(Breaker).where(Breaker.id == breaker_id), units)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if breaker is None:
+        raise NotFound(f"no breaker with id {breaker_id}")
+    state = effective_state(breaker, now)
+    if state != "open":
+        raise Conflict(f"only an open breaker can be reset; this one is {state}", state=state)
+    rule = rules.get(breaker.rule_id)
+    breaker.state = "half_open"
+    breaker.reset_at = now
+    breaker.probation_until = now + (rule.probation if rule is not None else DEFAULT_PROBATION)
+    breaker.version += 1
+    session.add(
+        BreakerChange(
+            breaker_id=breaker.id,
+            action="reset",
+            from_state="open",
+            to_state=breaker.state,
+            actor=actor,
+            reason=reason,
+            alert_id=breaker.alert_id,
+            at=now,
+        )
+    )
+    session.flush()
+    return breaker

@@ -1,0 +1,492 @@
+"""Rules measured by the database: one set-based statement per rule, on SQLite and PostgreSQL.
+
+The reference evaluator (:mod:`app.rules.engine`) defines what a rule measures; this module computes the
+same thing with SQL, so that neither a scan nor the inline evaluation reads events into Python one by one.
+A rule's filter, subject, window and value become one ``SELECT … GROUP BY subject, window`` over the
+``events`` table joined to a list of windows computed by :mod:`app.rules.windows` (so window edges are
+exactly the reference ones in any zone, daylight saving included). The statement returns, per (subject,
+window) holding considered events, the aggregates a value is made of; :func:`value_of` turns them into
+the value. Scans pass every window of a time range; the inline evaluation passes the (subject, window)
+pairs an event touched, which the indexes on ``(subject column, occurred_at)`` answer without reading
+anything outside those windows.
+
+Filter semantics follow :mod:`app.rules.filters`: values compare only with values of the same kind (text,
+number, true/false), text orders by code point, and an absent field matches only ``ne``/``not_in``.
+``sum`` adds floats in the database's order (the reference uses an exactly rounded sum), so the two may
+differ in the last bits; :func:`same_value` is the comparison to use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, tzinfo
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    String,
+    Time,
+    and_,
+    case,
+    cast,
+    column,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    type_coerce,
+    values,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+
+from app.db import UTCDateTime
+from app.events.models import Event
+from app.rules.filters import ATTRIBUTES_PREFIX, Condition, Filter, Operator, Scalar
+from app.rules.spec import (
+    AnyRule,
+    CountRule,
+    DistinctRule,
+    GroupBy,
+    OffHoursRule,
+    RatioRule,
+    SpikeRule,
+    SumRule,
+)
+from app.rules.windows import Window, offsets_between, previous, windows_between
+
+__all__ = [
+    "EVIDENCE_CAP",
+    "Aggregate",
+    "Key",
+    "baseline_windows",
+    "evidence",
+    "measure_keys",
+    "measure_windows",
+    "same_value",
+    "scan_windows",
+    "value_of",
+]
+
+E = Event.__table__.c
+
+# Field paths that are columns of the events table.
+_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "domain": E.domain,
+    "action": E.action,
+    "source": E.source,
+    "source_event_id": E.source_event_id,
+    "agent_id": E.agent_id,
+    "object_ref": E.object_ref,
+    "operator.id": E.operator_id,
+    "operator.kind": E.operator_kind,
+    "operator.unit": E.operator_unit,
+    "operator.responsible_officer": E.responsible_officer,
+    "business_unit.id": E.business_unit_id,
+    "business_unit.kind": E.business_unit_kind,
+}
+
+# Windows travel to the database in chunks, as a VALUES list (three parameters a window; SQLite allows
+# 32,766 parameters a statement).
+_WINDOW_CHUNK = 2000
+
+# How many event ids an alert's evidence keeps (the count of all that counted is kept beside them).
+EVIDENCE_CAP = 100
+
+
+# --- fields ------------------------------------------------------------------------------------------------------
+
+
+class _Field:
+    """A field path read by SQL: is it of a kind, and its value as text, number or true/false."""
+
+    def __init__(self, path: str, dialect: str) -> None:
+        self.path = path
+        self.dialect = dialect
+        self.column = _COLUMNS.get(path)
+        self.name = path[len(ATTRIBUTES_PREFIX) :] if self.column is None else ""
+        if self.column is None and not path.startswith(ATTRIBUTES_PREFIX):  # pragma: no cover - paths are checked
+            raise ValueError(f"unknown field path {path!r}")
+
+    # JSON access to attributes.<name>
+    def _json(self) -> ColumnElement[Any]:
+        return type_coerce(E.attributes, JSONB)[self.name]
+
+    def _json_path(self) -> str:
+        return '$."' + self.name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    def json_type(self) -> ColumnElement[str]:
+        if self.dialect == "postgresql":
+            return func.jsonb_typeof(self._json())
+        return func.json_type(E.attributes, self._json_path())
+
+    def is_text(self) -> ColumnElement[bool]:
+        if self.column is not None:
+            return self.column.is_not(None)
+        return self.json_type() == ("string" if self.dialect == "postgresql" else "text")
+
+    def is_number(self) -> ColumnElement[bool]:
+        if self.column is not None:
+            return false()
+        if self.dialect == "postgresql":
+            return self.json_type() == "number"
+        return self.json_type().in_(("integer", "real"))
+
+    def text(self) -> ColumnElement[str]:
+        if self.column is not None:
+            value = self.column
+        elif self.dialect == "postgresql":
+            value = type_coerce(E.attributes, JSONB)[self.name].astext
+        else:
+            value = func.json_extract(E.attributes, self._json_path())
+        # Code point order, as Python compares text (PostgreSQL would otherwise use the database's collation).
+        return value.collate("C") if self.dialect == "postgresql" else value
+
+    def number(self) -> ColumnElement[float]:
+        if self.dialect == "postgresql":
+            return cast(type_coerce(E.attributes, JSONB)[self.name].astext, Float)
+        return type_coerce(func.json_extract(E.attributes, self._json_path()), Float)
+
+    def is_bool(self, value: bool) -> ColumnElement[bool]:
+        if self.column is not None:
+            return false()
+        if self.dialect == "postgresql":
+            return and_(self.json_type() == "boolean", self._json().astext == str(value).lower())
+        return self.json_type() == ("true" if value else "false")
+
+    def present(self) -> ColumnElement[bool]:
+        """The field holds a value (not absent, not null)."""
+        if self.column is not None:
+            return self.column.is_not(None)
+        return and_(self.json_type().is_not(None), self.json_type() != "null")
+
+    def distinct_key(self) -> ColumnElement[Any]:
+        """A value telling field values apart as the reference does (1 and 1.0 alike; 1, true and "1" not)."""
+        if self.column is not None:
+            return self.column
+        if self.dialect == "postgresql":
+            return case((self.json_type() != "null", self._json()))
+        kind = self.json_type()
+        raw = func.json_extract(E.attributes, self._json_path())
+        return case(
+            (kind.in_(("integer", "real")), literal("n") + cast(cast(raw, Float), String)),
+            (kind == "text", literal("s") + raw),
+            (kind == "true", literal("b1")),
+            (kind == "false", literal("b0")),
+            (kind.in_(("array", "object")), literal("j") + raw),
+        )
+
+
+def _equals(field: _Field, value: Scalar) -> ColumnElement[bool]:
+    if isinstance(value, bool):
+        return field.is_bool(value)
+    if isinstance(value, str):
+        return and_(field.is_text(), field.text() == value)
+    if field.column is not None:
+        return false()
+    return and_(field.is_number(), field.number() == float(value))
+
+
+def _ordered(field: _Field, op: Operator, value: Scalar) -> ColumnElement[bool]:
+    actual: ColumnElement[Any]
+    bound: ColumnElement[Any]
+    if isinstance(value, str):
+        guard, actual, bound = field.is_text(), field.text(), literal(value, String)
+    else:
+        if field.column is not None:
+            return false()
+        guard, actual, bound = field.is_number(), field.number(), literal(float(value), Float)
+    compared = {
+        Operator.GT: actual > bound,
+        Operator.GTE: actual >= bound,
+        Operator.LT: actual < bound,
+        Operator.LTE: actual <= bound,
+    }[op]
+    return and_(guard, compared)
+
+
+def _holds(expression: ColumnElement[bool]) -> ColumnElement[bool]:
+    # NULL (an absent field) is "does not hold", so that NOT of it holds, as ne/not_in require.
+    return func.coalesce(expression, false())
+
+
+def condition_sql(condition: Condition, dialect: str) -> ColumnElement[bool]:
+    field = _Field(condition.path, dialect)
+    op, value = condition.op, condition.value
+    if op in (Operator.IN, Operator.NOT_IN):
+        assert isinstance(value, tuple)
+        member = _holds(or_(false(), *(_equals(field, v) for v in value)))
+        return member if op is Operator.IN else not_(member)
+    assert not isinstance(value, tuple)
+    if op is Operator.EQ:
+        return _holds(_equals(field, value))
+    if op is Operator.NE:
+        return not_(_holds(_equals(field, value)))
+    return _holds(_ordered(field, op, value))
+
+
+def filter_sql(filter: Filter, dialect: str) -> ColumnElement[bool]:
+    return and_(true(), *(condition_sql(c, dialect) for c in filter.conditions))
+
+
+# --- subjects ----------------------------------------------------------------------------------------------------
+
+
+def subject_sql(group_by: GroupBy) -> ColumnElement[str]:
+    """The subject an event counts for, as the reference's ``subject_of`` (NULL: not counted)."""
+    if group_by is GroupBy.OPERATOR:
+        return E.operator_id
+    if group_by is GroupBy.BUSINESS_UNIT:
+        return E.business_unit_id
+    if group_by is GroupBy.AGENT:
+        return E.agent_id
+    if group_by is GroupBy.ORG_UNIT:
+        return E.operator_unit
+    return case((E.operator_kind == "police", E.operator_id), else_=E.responsible_officer)
+
+
+def subject_is(group_by: GroupBy, subject: ColumnElement[str]) -> ColumnElement[bool]:
+    """Events that count for ``subject``, written so that the (subject column, occurred_at) indexes serve it."""
+    if group_by is GroupBy.RESPONSIBLE_OFFICER:
+        return or_(
+            and_(E.operator_id == subject, E.operator_kind == "police"),
+            and_(E.responsible_officer == subject, E.operator_kind != "police"),
+        )
+    return subject_sql(group_by) == subject
+
+
+# --- what counts ---------------------------------------------------------------------------------------------------
+
+
+Span = tuple[datetime, datetime]  # the instants a statement reads, for the zone's offsets on SQLite
+
+
+def _local_time_inside(start: time, end: time, dialect: str, zone: tzinfo, span: Span) -> ColumnElement[bool]:
+    if dialect == "postgresql":
+        local = cast(func.timezone(str(zone), E.occurred_at), Time)
+        return and_(local >= start, local < end)
+    # SQLite has no zones: the offset is constant between the zone's transitions, so the local
+    # minute of day is strftime over occurred_at shifted by the offset in force (a CASE over the
+    # transitions of the years the events span). Comparing minutes is exact: the hours are whole minutes.
+    shifted = func.strftime("%H:%M", E.occurred_at, _sqlite_offset(zone, span))
+    return and_(shifted >= start.strftime("%H:%M"), shifted < end.strftime("%H:%M"))
+
+
+def _sqlite_offset(zone: tzinfo, span: Span) -> ColumnElement[str]:
+    spans = offsets_between(zone, *span)
+    modifier = [f"{int(offset.total_seconds())} seconds" for _, offset in spans]
+    if len(spans) == 1:
+        return literal(modifier[0])
+    whens = [
+        (E.occurred_at < literal(until, UTCDateTime), literal(text))
+        for (until, _), text in zip(spans, modifier, strict=True)
+    ]
+    return case(*whens[:-1], else_=literal(modifier[-1]))
+
+
+def counted_sql(rule: AnyRule, dialect: str, zone: tzinfo, span: Span) -> ColumnElement[bool]:
+    """Among considered events, those that count toward the value (the reference's ``hits``)."""
+    if isinstance(rule, DistinctRule):
+        return _Field(rule.field, dialect).present()
+    if isinstance(rule, SumRule):
+        return _holds(_Field(rule.field, dialect).is_number())
+    if isinstance(rule, OffHoursRule):
+        hours = rule.allowed_hours
+        return not_(_holds(_local_time_inside(hours.start, hours.end, dialect, zone, span)))
+    return true()
+
+
+def considered_sql(rule: AnyRule, dialect: str) -> ColumnElement[bool]:
+    """Events the rule looks at: of its domains, passing its filter, with a subject."""
+    domains = [str(domain.value) for domain in rule.domains]
+    return and_(
+        E.domain.in_(domains) if len(domains) > 1 else E.domain == domains[0],
+        filter_sql(rule.filter, dialect),
+        subject_sql(rule.group_by).is_not(None),
+    )
+
+
+# --- measuring -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """What one (subject, window) holds for a rule: the parts its value is made of."""
+
+    n: int  # considered events
+    hits: int  # events that count toward the value
+    part: float  # ratio: numerator matches; sum: the sum; distinct: distinct values; others unused
+    first_at: datetime | None  # first counted event
+    last_at: datetime | None
+
+
+Key = tuple[str, datetime]  # (subject, window start)
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _aggregates(rule: AnyRule, dialect: str, zone: tzinfo, span: Span) -> list[ColumnElement[Any]]:
+    counted = counted_sql(rule, dialect, zone, span)
+    if isinstance(rule, RatioRule):
+        part: ColumnElement[Any] = _count_if(filter_sql(rule.numerator, dialect))
+    elif isinstance(rule, SumRule):
+        value = case((_Field(rule.field, dialect).is_number(), _Field(rule.field, dialect).number()))
+        part = func.sum(value) if dialect == "postgresql" else func.total(value)
+    elif isinstance(rule, DistinctRule):
+        part = func.count(_Field(rule.field, dialect).distinct_key().distinct())
+    else:
+        part = literal(0)
+    return [
+        func.count().label("n"),
+        _count_if(counted).label("hits"),
+        part.label("part"),
+        type_coerce(func.min(case((counted, E.occurred_at))), UTCDateTime).label("first_at"),
+        type_coerce(func.max(case((counted, E.occurred_at))), UTCDateTime).label("last_at"),
+    ]
+
+
+def _scan_statement(rule: AnyRule, dialect: str, zone: tzinfo, windows: Sequence[Window]) -> Select[Any]:
+    w = (
+        values(column("ws", UTCDateTime), column("we", UTCDateTime), name="w")
+        .data([(window.start, window.end) for window in windows])
+        .cte("w")
+    )
+    subject = subject_sql(rule.group_by)
+    return (
+        select(subject.label("subject"), w.c.ws, *_aggregates(rule, dialect, zone, _span(windows)))
+        .select_from(Event.__table__)
+        .join(w, and_(E.occurred_at >= w.c.ws, E.occurred_at < w.c.we))
+        .where(considered_sql(rule, dialect))
+        .group_by(subject, w.c.ws)
+    )
+
+
+def _keys_statement(rule: AnyRule, dialect: str, zone: tzinfo, keys: Sequence[tuple[str, Window]]) -> Select[Any]:
+    k = (
+        values(column("subject", String), column("ws", UTCDateTime), column("we", UTCDateTime), name="k")
+        .data([(subject, window.start, window.end) for subject, window in keys])
+        .cte("k")
+    )
+    return (
+        select(k.c.subject, k.c.ws, *_aggregates(rule, dialect, zone, _span(window for _, window in keys)))
+        .select_from(Event.__table__)
+        .join(k, and_(subject_is(rule.group_by, k.c.subject), E.occurred_at >= k.c.ws, E.occurred_at < k.c.we))
+        .where(considered_sql(rule, dialect))
+        .group_by(k.c.subject, k.c.ws)
+    )
+
+
+def _span(windows: Iterable[Window]) -> Span:
+    listed = list(windows)
+    return min(w.start for w in listed), max(w.end for w in listed)
+
+
+def _read(connection: Connection, statement: Select[Any]) -> Iterator[tuple[Key, Aggregate]]:
+    for subject, ws, n, hits, part, first_at, last_at in connection.execute(statement):
+        if isinstance(ws, str):  # SQLite returns VALUES columns untyped
+            ws = UTCDateTime().process_result_value(datetime.fromisoformat(ws), connection.dialect)
+        elif ws.tzinfo is None:
+            ws = UTCDateTime().process_result_value(ws, connection.dialect)
+        yield (subject, ws), Aggregate(int(n), int(hits or 0), float(part or 0), first_at, last_at)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def measure_windows(
+    connection: Connection, rule: AnyRule, zone: tzinfo, windows: Sequence[Window]
+) -> dict[Key, Aggregate]:
+    """Every (subject, window) among ``windows`` holding events the rule considers, with its aggregates."""
+    found: dict[Key, Aggregate] = {}
+    dialect = connection.dialect.name
+    for chunk in _chunks(windows, _WINDOW_CHUNK):
+        found.update(_read(connection, _scan_statement(rule, dialect, zone, chunk)))
+    return found
+
+
+def measure_keys(
+    connection: Connection, rule: AnyRule, zone: tzinfo, keys: Iterable[tuple[str, Window]]
+) -> dict[Key, Aggregate]:
+    """The aggregates of the given (subject, window) pairs (absent: no considered event there)."""
+    ordered = sorted(set(keys), key=lambda key: (key[0], key[1].start))
+    found: dict[Key, Aggregate] = {}
+    dialect = connection.dialect.name
+    for chunk in _chunks(ordered, _WINDOW_CHUNK):
+        found.update(_read(connection, _keys_statement(rule, dialect, zone, chunk)))
+    return found
+
+
+def baseline_windows(rule: SpikeRule, window: Window, zone: tzinfo) -> list[Window]:
+    return previous(window, rule.baseline_windows, rule.window, zone)
+
+
+def value_of(
+    rule: AnyRule, key: Key, aggregates: dict[Key, Aggregate], baseline: Sequence[Window] = ()
+) -> float | None:
+    """The value of an evaluated (subject, window), or None when it is not evaluated (as the reference)."""
+    found = aggregates.get(key)
+    if found is None or found.n == 0:
+        return None
+    if isinstance(rule, CountRule):
+        return float(found.n)
+    if isinstance(rule, RatioRule):
+        return None if found.n < rule.min_events else found.part / found.n
+    if isinstance(rule, DistinctRule | SumRule):
+        return found.part
+    if isinstance(rule, OffHoursRule):
+        return float(found.hits)
+    if isinstance(rule, SpikeRule):
+        if found.n < rule.min_events:
+            return None
+        subject = key[0]
+        total = sum(aggregates[(subject, w.start)].n for w in baseline if (subject, w.start) in aggregates)
+        mean = total / rule.baseline_windows
+        return found.n / (mean if mean > 0 else 1.0)
+    raise TypeError(f"unknown rule type {type(rule).__name__}")  # pragma: no cover
+
+
+def same_value(a: float | None, b: float | None) -> bool:
+    """Values equal up to float summation order (``sum`` rules)."""
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def evidence(
+    connection: Connection, rule: AnyRule, zone: tzinfo, subject: str, window: Window, *, cap: int = EVIDENCE_CAP
+) -> list[tuple[int, datetime, str, str, str | None]]:
+    """The first ``cap`` events that count toward (subject, window), in (occurred_at, id) order:
+    (id, occurred_at, operator unit, operator kind, responsible officer)."""
+    dialect = connection.dialect.name
+    statement = (
+        select(E.id, E.occurred_at, E.operator_unit, E.operator_kind, E.responsible_officer)
+        .where(
+            subject_is(rule.group_by, literal(subject, String)),
+            E.occurred_at >= window.start,
+            E.occurred_at < window.end,
+            considered_sql(rule, dialect),
+            counted_sql(rule, dialect, zone, (window.start, window.end)),
+        )
+        .order_by(E.occurred_at, E.id)
+        .limit(cap)
+    )
+    return [(row[0], row[1], row[2], row[3], row[4]) for row in connection.execute(statement)]
+
+
+def scan_windows(rule: AnyRule, zone: tzinfo, start: datetime, end: datetime) -> list[Window]:
+    """The windows a scan of [start, end) evaluates, plus, for ``spike``, the baseline windows before them."""
+    found = list(windows_between(start, end, rule.window, zone))
+    if isinstance(rule, SpikeRule) and found:
+        found = list(reversed(previous(found[0], rule.baseline_windows, rule.window, zone))) + found
+    return found

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.fields import Time
+
+
+class ScanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    time_from: Time | None = Field(default=None, alias="from", description="first instant (default: the first event)")
+    time_to: Time | None = Field(default=None, alias="to", description="end, exclusive (default: after the last event)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScanIn:
+        if self.time_from is not None and self.time_to is not None and self.time_to <= self.time_from:
+            raise ValueError("`to` must be after `from`")
+        return self
+
+
+class ScanOut(BaseModel):
+    id: int
+    trigger: str = Field(description="cli, api or periodic")
+    actor: str
+    status: str = Field(description="running, done or failed")
+    time_from: datetime | None = Field(serialization_alias="from")
+    time_to: datetime | None = Field(serialization_alias="to")
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: int | None
+    rules: int = Field(description="rules evaluated")
+    windows: int = Field(description="(subject, window) groups measured")
+    events: int = Field(description="stored events in the range")
+    alerts_raised: int
+    alerts_updated: int
+    alerts_cleared: int
+    breakers_tripped: int
+    error: str | None
