@@ -74,13 +74,8 @@ def db(settings: Settings) -> Iterator[Database]:
     database.dispose()
 
 
-@pytest.fixture(autouse=True)
-def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every test starts from empty tables (the schema stays)."""
-    yield
-    if "db" not in request.fixturenames:
-        return
-    database: Database = request.getfixturevalue("db")
+def empty_tables(database: Database) -> None:
+    """Delete every row of every table (the schema stays)."""
     tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
     with database.session(write=True) as session:
         if database.dialect == "postgresql":
@@ -90,6 +85,14 @@ def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
                 session.execute(text(f"DELETE FROM {table}"))
             if session.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'")).first():
                 session.execute(text("DELETE FROM sqlite_sequence"))
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts from empty tables (the schema stays)."""
+    yield
+    if "db" in request.fixturenames:
+        empty_tables(request.getfixturevalue("db"))
 
 
 @pytest.fixture

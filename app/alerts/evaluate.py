@@ -253,7 +253,7 @@ class Evaluator:
             return alert, True
         new_evidence = alert.hits != hits or (tripped and not alert.tripped)
         alert.value, alert.hits, alert.evidence = value, hits, evidence
-        alert.tripped = alert.tripped or tripped  # a trip, once recorded, is part of the alert's story
+        alert.tripped = tripped  # the value's state now; the breaker it opened stays open until reset
         alert.cleared, alert.cleared_at = False, None
         alert.first_event_at, alert.last_event_at = first_at, last_at
         alert.unit, alert.responsible_officer = unit, responsible

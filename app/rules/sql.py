@@ -21,12 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Float,
+    Integer,
     Select,
     String,
     Time,
@@ -404,15 +406,60 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[i : i + size]
 
 
+_UNIX = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_S = 4 * 86_400  # 1970-01-05 00:00, where windows are aligned, in seconds after 1970-01-01
+
+
+def _index_statement(
+    rule: AnyRule, dialect: str, zone: tzinfo, span: Span, offset_s: int, length_s: int
+) -> Select[Any]:
+    """Where the zone keeps one UTC offset over ``span``, every window is ``length`` long and an event's
+    window is arithmetic: its index is ⌊(epoch seconds + offset − 1970-01-05) / length⌋. Grouping by the
+    index needs no join (whole seconds suffice: windows start on whole seconds)."""
+    seconds: ColumnElement[int]
+    if dialect == "postgresql":
+        seconds = cast(func.floor(func.extract("epoch", E.occurred_at)), BigInteger)
+    else:
+        seconds = cast(func.strftime("%s", E.occurred_at), Integer)
+    index = (seconds + (offset_s - _EPOCH_S)) // length_s
+    subject = subject_sql(rule.group_by)
+    return (
+        select(subject.label("subject"), index.label("w"), *_aggregates(rule, dialect, zone, span))
+        .where(E.occurred_at >= span[0], E.occurred_at < span[1], considered_sql(rule, dialect))
+        .group_by(subject, index)
+    )
+
+
 def measure_windows(
     connection: Connection, rule: AnyRule, zone: tzinfo, windows: Sequence[Window]
 ) -> dict[Key, Aggregate]:
-    """Every (subject, window) among ``windows`` holding events the rule considers, with its aggregates."""
+    """Every (subject, window) among ``windows`` (consecutive) holding events the rule considers, with its
+    aggregates. One GROUP BY over the range when the zone keeps one offset there; otherwise (daylight
+    saving) a join with the windows, in chunks."""
     found: dict[Key, Aggregate] = {}
+    if not windows:
+        return found
     dialect = connection.dialect.name
+    span = _span(windows)
+    offsets = offsets_between(zone, *span)
+    length = rule.window
+    if len(offsets) == 1 and all(w.end - w.start == length for w in windows) and length % timedelta(seconds=1) == 0:
+        offset_s, length_s = int(offsets[0][1].total_seconds()), int(length.total_seconds())
+        by_index = {_window_index(w, offset_s, length_s): w.start for w in windows}
+        for subject, index, n, hits, part, first_at, last_at in connection.execute(
+            _index_statement(rule, dialect, zone, span, offset_s, length_s)
+        ):
+            aggregate = Aggregate(int(n), int(hits or 0), float(part or 0), first_at, last_at)
+            found[(subject, by_index[int(index)])] = aggregate
+        return found
     for chunk in _chunks(windows, _WINDOW_CHUNK):
         found.update(_read(connection, _scan_statement(rule, dialect, zone, chunk)))
     return found
+
+
+def _window_index(window: Window, offset_s: int, length_s: int) -> int:
+    seconds = int((window.start - _UNIX).total_seconds())
+    return (seconds + offset_s - _EPOCH_S) // length_s
 
 
 def measure_keys(
