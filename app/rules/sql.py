@@ -18,10 +18,12 @@ differ in the last bits; :func:`same_value` is the comparison to use.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -42,6 +44,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     true,
     type_coerce,
     values,
@@ -267,33 +270,37 @@ def subject_is(group_by: GroupBy, subject: ColumnElement[str]) -> ColumnElement[
 # --- what counts ---------------------------------------------------------------------------------------------------
 
 
-Span = tuple[datetime, datetime]  # the instants a statement reads, for the zone's offsets on SQLite
+Span = tuple[datetime, datetime]  # the instants a statement reads
+Offsets = tuple[tuple[datetime | None, timedelta], ...]  # the zone's UTC offsets over a span (offsets_between)
 
 
-def _local_time_inside(start: time, end: time, dialect: str, zone: tzinfo, span: Span) -> ColumnElement[bool]:
+def offsets_over(zone: tzinfo, span: Span) -> Offsets:
+    return tuple(offsets_between(zone, *span))
+
+
+def _local_time_inside(start: time, end: time, dialect: str, zone: tzinfo, offsets: Offsets) -> ColumnElement[bool]:
     if dialect == "postgresql":
         local = cast(func.timezone(str(zone), E.occurred_at), Time)
         return and_(local >= start, local < end)
     # SQLite has no zones: the offset is constant between the zone's transitions, so the local
     # minute of day is strftime over occurred_at shifted by the offset in force (a CASE over the
     # transitions of the years the events span). Comparing minutes is exact: the hours are whole minutes.
-    shifted = func.strftime("%H:%M", E.occurred_at, _sqlite_offset(zone, span))
+    shifted = func.strftime("%H:%M", E.occurred_at, _sqlite_offset(offsets))
     return and_(shifted >= start.strftime("%H:%M"), shifted < end.strftime("%H:%M"))
 
 
-def _sqlite_offset(zone: tzinfo, span: Span) -> ColumnElement[str]:
-    spans = offsets_between(zone, *span)
+def _sqlite_offset(spans: Offsets) -> ColumnElement[str]:
     modifier = [f"{int(offset.total_seconds())} seconds" for _, offset in spans]
     if len(spans) == 1:
         return literal(modifier[0])
     whens = [
-        (E.occurred_at < literal(until, UTCDateTime), literal(text))
-        for (until, _), text in zip(spans, modifier, strict=True)
+        (E.occurred_at < literal(until, UTCDateTime), literal(shift))
+        for (until, _), shift in zip(spans, modifier, strict=True)
     ]
     return case(*whens[:-1], else_=literal(modifier[-1]))
 
 
-def counted_sql(rule: AnyRule, dialect: str, zone: tzinfo, span: Span) -> ColumnElement[bool]:
+def counted_sql(rule: AnyRule, dialect: str, zone: tzinfo, offsets: Offsets) -> ColumnElement[bool]:
     """Among considered events, those that count toward the value (the reference's ``hits``)."""
     if isinstance(rule, DistinctRule):
         return _Field(rule.field, dialect).present()
@@ -301,7 +308,7 @@ def counted_sql(rule: AnyRule, dialect: str, zone: tzinfo, span: Span) -> Column
         return _holds(_Field(rule.field, dialect).is_number())
     if isinstance(rule, OffHoursRule):
         hours = rule.allowed_hours
-        return not_(_holds(_local_time_inside(hours.start, hours.end, dialect, zone, span)))
+        return not_(_holds(_local_time_inside(hours.start, hours.end, dialect, zone, offsets)))
     return true()
 
 
@@ -336,8 +343,8 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.sum(case((condition, 1), else_=0))
 
 
-def _aggregates(rule: AnyRule, dialect: str, zone: tzinfo, span: Span) -> list[ColumnElement[Any]]:
-    counted = counted_sql(rule, dialect, zone, span)
+def _aggregates(rule: AnyRule, dialect: str, zone: tzinfo, offsets: Offsets) -> list[ColumnElement[Any]]:
+    counted = counted_sql(rule, dialect, zone, offsets)
     if isinstance(rule, RatioRule):
         part: ColumnElement[Any] = _count_if(filter_sql(rule.numerator, dialect))
     elif isinstance(rule, SumRule):
@@ -364,7 +371,7 @@ def _scan_statement(rule: AnyRule, dialect: str, zone: tzinfo, windows: Sequence
     )
     subject = subject_sql(rule.group_by)
     return (
-        select(subject.label("subject"), w.c.ws, *_aggregates(rule, dialect, zone, _span(windows)))
+        select(subject.label("subject"), w.c.ws, *_aggregates(rule, dialect, zone, offsets_over(zone, _span(windows))))
         .select_from(Event.__table__)
         .join(w, and_(E.occurred_at >= w.c.ws, E.occurred_at < w.c.we))
         .where(considered_sql(rule, dialect))
@@ -372,14 +379,41 @@ def _scan_statement(rule: AnyRule, dialect: str, zone: tzinfo, windows: Sequence
     )
 
 
-def _keys_statement(rule: AnyRule, dialect: str, zone: tzinfo, keys: Sequence[tuple[str, Window]]) -> Select[Any]:
-    k = (
-        values(column("subject", String), column("ws", UTCDateTime), column("we", UTCDateTime), name="k")
-        .data([(subject, window.start, window.end) for subject, window in keys])
-        .cte("k")
-    )
+# The (subject, window) pairs of the inline evaluation travel as arrays (PostgreSQL) or one JSON text
+# (SQLite), so that each rule's statement is built and compiled once and only its parameters change.
+_KEYS = {
+    "postgresql": text(
+        "SELECT * FROM unnest(CAST(:subjects AS text[]), CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]))"
+        " AS k(subject, ws, we)"
+    ),
+    "sqlite": text(
+        "SELECT json_extract(value, '$[0]') AS subject, json_extract(value, '$[1]') AS ws,"
+        " json_extract(value, '$[2]') AS we FROM json_each(:keys)"
+    ),
+}
+
+
+def _sqlite_time(at: datetime) -> str:
+    """An instant as SQLite stores UTCDateTime values (naive UTC text, which sorts as time does)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _keys_parameters(dialect: str, keys: Sequence[tuple[str, Window]]) -> dict[str, Any]:
+    if dialect == "postgresql":
+        return {
+            "subjects": [subject for subject, _ in keys],
+            "starts": [window.start for _, window in keys],
+            "ends": [window.end for _, window in keys],
+        }
+    rows = [[subject, _sqlite_time(window.start), _sqlite_time(window.end)] for subject, window in keys]
+    return {"keys": json.dumps(rows, ensure_ascii=False)}
+
+
+@lru_cache(maxsize=256)
+def _keys_statement(rule: AnyRule, dialect: str, zone: tzinfo, offsets: Offsets) -> Select[Any]:
+    k = _KEYS[dialect].columns(column("subject", String), column("ws", UTCDateTime), column("we", UTCDateTime)).cte("k")
     return (
-        select(k.c.subject, k.c.ws, *_aggregates(rule, dialect, zone, _span(window for _, window in keys)))
+        select(k.c.subject, k.c.ws, *_aggregates(rule, dialect, zone, offsets))
         .select_from(Event.__table__)
         .join(k, and_(subject_is(rule.group_by, k.c.subject), E.occurred_at >= k.c.ws, E.occurred_at < k.c.we))
         .where(considered_sql(rule, dialect))
@@ -392,8 +426,10 @@ def _span(windows: Iterable[Window]) -> Span:
     return min(w.start for w in listed), max(w.end for w in listed)
 
 
-def _read(connection: Connection, statement: Select[Any]) -> Iterator[tuple[Key, Aggregate]]:
-    for subject, ws, n, hits, part, first_at, last_at in connection.execute(statement):
+def _read(
+    connection: Connection, statement: Select[Any], parameters: dict[str, Any] | None = None
+) -> Iterator[tuple[Key, Aggregate]]:
+    for subject, ws, n, hits, part, first_at, last_at in connection.execute(statement, parameters or {}):
         if isinstance(ws, str):  # SQLite returns VALUES columns untyped
             ws = UTCDateTime().process_result_value(datetime.fromisoformat(ws), connection.dialect)
         elif ws.tzinfo is None:
@@ -424,7 +460,7 @@ def _index_statement(
     index = (seconds + (offset_s - _EPOCH_S)) // length_s
     subject = subject_sql(rule.group_by)
     return (
-        select(subject.label("subject"), index.label("w"), *_aggregates(rule, dialect, zone, span))
+        select(subject.label("subject"), index.label("w"), *_aggregates(rule, dialect, zone, offsets_over(zone, span)))
         .where(E.occurred_at >= span[0], E.occurred_at < span[1], considered_sql(rule, dialect))
         .group_by(subject, index)
     )
@@ -470,7 +506,8 @@ def measure_keys(
     found: dict[Key, Aggregate] = {}
     dialect = connection.dialect.name
     for chunk in _chunks(ordered, _WINDOW_CHUNK):
-        found.update(_read(connection, _keys_statement(rule, dialect, zone, chunk)))
+        statement = _keys_statement(rule, dialect, zone, offsets_over(zone, _span(w for _, w in chunk)))
+        found.update(_read(connection, statement, _keys_parameters(dialect, chunk)))
     return found
 
 
@@ -523,7 +560,7 @@ def evidence(
             E.occurred_at >= window.start,
             E.occurred_at < window.end,
             considered_sql(rule, dialect),
-            counted_sql(rule, dialect, zone, (window.start, window.end)),
+            counted_sql(rule, dialect, zone, offsets_over(zone, (window.start, window.end))),
         )
         .order_by(E.occurred_at, E.id)
         .limit(cap)
