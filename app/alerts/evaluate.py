@@ -127,12 +127,18 @@ class Evaluator:
         by_rule: dict[str, dict[Key, Window]] = {}
         for key, window in keys.items():
             by_rule.setdefault(key[0], {})[key] = window
+        existing = {
+            (alert.rule_id, alert.subject_id, alert.window_start): alert
+            for alert in session.scalars(
+                select(Alert).where(tuple_(Alert.rule_id, Alert.subject_id, Alert.window_start).in_(list(keys)))
+            )
+        }
         trips: list[tuple[AnyRule, Alert]] = []
         for rule_id in sorted(by_rule):
             rule = self.rules.get(rule_id)
             if rule is None:  # a rule no longer in force: its alerts stay as they are
                 continue
-            trips += self._apply_rule(session, rule, by_rule[rule_id], applied, now=now)
+            trips += self._apply_rule(session, rule, by_rule[rule_id], existing, applied, now=now)
         for rule, alert in sorted(trips, key=lambda t: (t[0].id, t[1].subject_type, t[1].subject_id)):
             breaker_id = trip(session, rule, alert, actor=actor, now=now)
             if breaker_id is not None:
@@ -140,7 +146,14 @@ class Evaluator:
         return applied
 
     def _apply_rule(
-        self, session: Session, rule: AnyRule, keys: Mapping[Key, Window], applied: Applied, *, now: datetime
+        self,
+        session: Session,
+        rule: AnyRule,
+        keys: Mapping[Key, Window],
+        existing: Mapping[Key, Alert],
+        applied: Applied,
+        *,
+        now: datetime,
     ) -> list[tuple[AnyRule, Alert]]:
         connection = session.connection()
         needed: dict[tuple[str, datetime], tuple[str, Window]] = {}
@@ -152,15 +165,6 @@ class Evaluator:
                 for w in base:
                     needed[(key[1], w.start)] = (key[1], w)
         aggregates = sql.measure_keys(connection, rule, self.zone, needed.values())
-        existing = {
-            (alert.rule_id, alert.subject_id, alert.window_start): alert
-            for alert in session.scalars(
-                select(Alert).where(
-                    Alert.rule_id == rule.id,
-                    tuple_(Alert.subject_id, Alert.window_start).in_([(k[1], k[2]) for k in keys]),
-                )
-            )
-        }
         trips: list[tuple[AnyRule, Alert]] = []
         for key in sorted(keys):
             _, subject, start = key
