@@ -89,6 +89,12 @@ class Conflict(AppError):
     status = 409
 
 
+class PreconditionFailed(AppError):
+    """The client's If-Match names a version that is no longer current."""
+
+    status = 412
+
+
 class PayloadTooLarge(AppError):
     status = 413
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, tuple_
+from sqlalchemy import ColumnElement, and_, bindparam, or_, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from app.alerts.models import Alert
@@ -223,10 +223,12 @@ class Evaluator:
         evidence = {"event_ids": [row[0] for row in rows], "count": hits, "value": value, "truncated": hits > len(rows)}
         # 连带责任: the officer answerable for the subject, when the subject is a person with one.
         responsible: str | None = None
+        subject_kind: str | None = None  # police / auxiliary / staff when the subject is a person
         if rule.group_by is GroupBy.RESPONSIBLE_OFFICER:
-            responsible = subject
-        elif rule.group_by is GroupBy.OPERATOR and kind != "police":
-            responsible = officer
+            responsible, subject_kind = subject, "police"
+        elif rule.group_by is GroupBy.OPERATOR:
+            subject_kind = kind
+            responsible = officer if kind != "police" else None
         if alert is None:
             alert = Alert(
                 rule_id=rule.id,
@@ -240,7 +242,9 @@ class Evaluator:
                 hits=hits,
                 unit=unit,
                 responsible_officer=responsible,
+                subject_kind=subject_kind,
                 stage="warning",
+                stage_entered_at=now,
                 tripped=tripped,
                 cleared=False,
                 cleared_at=None,
@@ -260,7 +264,7 @@ class Evaluator:
         alert.tripped = tripped  # the value's state now; the breaker it opened stays open until reset
         alert.cleared, alert.cleared_at = False, None
         alert.first_event_at, alert.last_event_at = first_at, last_at
-        alert.unit, alert.responsible_officer = unit, responsible
+        alert.unit, alert.responsible_officer, alert.subject_kind = unit, responsible, subject_kind
         alert.severity, alert.domains = str(rule.severity.value), domains_text(rule)
         alert.version += 1
         alert.updated_at = now
@@ -272,18 +276,26 @@ class Evaluator:
 
 
 def effective_state(breaker: Breaker, now: datetime) -> str:
-    """``half_open`` becomes ``closed`` once probation is over."""
+    """``half_open`` becomes ``closed`` once probation is over; a suspension once its days are over."""
     if breaker.state == "half_open" and breaker.probation_until is not None and breaker.probation_until <= now:
         return "closed"
+    if breaker.state == "open" and breaker.suspended_until is not None and breaker.suspended_until <= now:
+        return "closed"
     return breaker.state
+
+
+def stops_sql(now: datetime) -> ColumnElement[bool]:
+    """Breakers that stop business now: open, and for a suspension, not past its days."""
+    return and_(Breaker.state == "open", or_(Breaker.suspended_until.is_(None), Breaker.suspended_until > now))
 
 
 def trip(session: Session, rule: AnyRule, alert: Alert, *, actor: str, now: datetime) -> int | None:
     """Open the breaker of (rule, alert's subject) unless it is open already; its id when it opened."""
     table = Breaker.__table__
     session.execute(
-        insert_ignoring(session, table, conflict=("rule_id", "subject_type", "subject_id")),  # type: ignore[arg-type]
+        insert_ignoring(session, table, conflict=("kind", "rule_id", "subject_type", "subject_id")),  # type: ignore[arg-type]
         {
+            "kind": "rule",
             "rule_id": rule.id,
             "subject_type": alert.subject_type,
             "subject_id": alert.subject_id,
@@ -297,6 +309,7 @@ def trip(session: Session, rule: AnyRule, alert: Alert, *, actor: str, now: date
     breaker = session.scalars(
         select(Breaker)
         .where(
+            Breaker.kind == "rule",
             Breaker.rule_id == rule.id,
             Breaker.subject_type == alert.subject_type,
             Breaker.subject_id == alert.subject_id,
@@ -334,17 +347,22 @@ def trip(session: Session, rule: AnyRule, alert: Alert, *, actor: str, now: date
 
 _OPEN_FOR = (
     select(Breaker)
-    .where(Breaker.state == "open", Breaker.subject_id.in_(bindparam("subjects", expanding=True)))
+    .where(
+        Breaker.state == "open",
+        Breaker.subject_id.in_(bindparam("subjects", expanding=True)),
+        or_(Breaker.suspended_until.is_(None), Breaker.suspended_until > bindparam("now")),
+    )
     .order_by(Breaker.id)
 )
 
 
-def open_breakers(session: Session, subjects: Iterable[str]) -> list[Breaker]:
-    """Open breakers whose subject id is one of ``subjects`` (callers match the subject type and domain)."""
+def open_breakers(session: Session, subjects: Iterable[str], now: datetime) -> list[Breaker]:
+    """Breakers stopping business now whose subject id is one of ``subjects`` (callers match the subject
+    type and domain)."""
     wanted = sorted(set(subjects))
     if not wanted:
         return []
-    return list(session.scalars(_OPEN_FOR, {"subjects": wanted}))
+    return list(session.scalars(_OPEN_FOR, {"subjects": wanted, "now": now}))
 
 
 def covers(breaker: Breaker, event: Mapping[str, Any]) -> bool:

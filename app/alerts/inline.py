@@ -38,7 +38,7 @@ def evaluate_stored(
         touched.append(found)
         keys.update(found)
     applied = evaluator.apply(session, keys, actor=f"rules (inline, {source})", now=now)
-    breakers = open_breakers(session, {s for shape in shapes for s in event_subjects(shape)})
+    breakers = open_breakers(session, {s for shape in shapes for s in event_subjects(shape)}, now)
     verdicts = []
     for shape, found in zip(shapes, touched, strict=True):
         alerts = sorted({applied.alert_of[key] for key in found if key in applied.alert_of})

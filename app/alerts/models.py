@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JSONDocument, UTCDateTime, utcnow
@@ -41,6 +41,28 @@ class Alert(Base):
     last_event_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # {event_ids: first EVIDENCE_CAP counted ids in (occurred_at, id) order, count, value, truncated}
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    # The workflow (处置): when the alert entered its stage; for supervision, who handles it by when.
+    stage_entered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    assignee_unit: Mapped[str | None] = mapped_column(String(64))
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    overdue_flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a scan saw it pass due_at
+    # police / auxiliary / staff when the subject is a person (the operator of the first counted event).
+    subject_kind: Mapped[str | None] = mapped_column(String(16))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AlertTransition(Base):
+    """One move of an alert through the workflow: who, when, why, and the fields the target stage needs."""
+
+    __tablename__ = "alert_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    from_stage: Mapped[str] = mapped_column(String(16))
+    to_stage: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(2000))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

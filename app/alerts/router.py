@@ -3,13 +3,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy.orm import Session
 
 from app.alerts import service
 from app.alerts.models import Alert
-from app.alerts.schemas import AlertDetail, AlertOut, Stage
+from app.alerts.schemas import AlertDetail, AlertOut, Stage, TransitionIn, TransitionOut
 from app.auth.deps import InspectorKey
-from app.deps import ReadSession
+from app.db import utcnow
+from app.deps import ReadSession, WriteSession
 from app.errors import InvalidInput, responses
 from app.events.domains import Domain
 from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
@@ -20,7 +22,7 @@ from app.units.service import subtree
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 
 
-def alert_out(alert: Alert) -> AlertOut:
+def alert_out(alert: Alert, now: datetime) -> AlertOut:
     return AlertOut(
         id=alert.id,
         rule_id=alert.rule_id,
@@ -37,17 +39,15 @@ def alert_out(alert: Alert) -> AlertOut:
         tripped=alert.tripped,
         cleared=alert.cleared,
         cleared_at=alert.cleared_at,
-        overdue=False,
+        overdue=service.is_overdue(alert, now),
+        assignee_unit=alert.assignee_unit,
+        due_at=alert.due_at,
         responsible_officer=alert.responsible_officer,
         first_event_at=alert.first_event_at,
         last_event_at=alert.last_event_at,
         created_at=alert.created_at,
         updated_at=alert.updated_at,
     )
-
-
-def etag(alert: Alert) -> str:
-    return f'"{alert.version}"'
 
 
 @router.get("", responses=responses(401, 403, 422))
@@ -90,17 +90,56 @@ def list_alerts(
         time_to=time_to,
     )
     scope = subtree(principal.unit_id) if principal.unit_id else None
-    rows = service.list_alerts(session, filters=filters, limit=limit + 1, after=after, units=scope)
+    now = utcnow()
+    rows = service.list_alerts(session, now=now, filters=filters, limit=limit + 1, after=after, units=scope)
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor("alerts", [page[-1].window_start.isoformat(), page[-1].id]) if more else None
-    return Page[AlertOut](items=[alert_out(row) for row in page], next_cursor=next_cursor)
+    return Page[AlertOut](items=[alert_out(row, now) for row in page], next_cursor=next_cursor)
+
+
+def _detail(session: Session, alert: Alert, response: Response) -> AlertDetail:
+    response.headers["ETag"] = service.etag(alert)
+    evidence = {**alert.evidence, "responsible_officer": alert.responsible_officer}
+    history = [
+        TransitionOut(
+            from_stage=Stage(t.from_stage),
+            to_stage=Stage(t.to_stage),
+            actor=t.actor,
+            at=t.at,
+            reason=t.reason,
+            details=t.details,
+        )
+        for t in service.history(session, alert.id)
+    ]
+    return AlertDetail(**alert_out(alert, utcnow()).model_dump(), evidence=evidence, history=history)
 
 
 @router.get("/{alert_id}", responses=responses(401, 403, 404, 422))
 def get_alert(alert_id: int, principal: InspectorKey, session: ReadSession, response: Response) -> AlertDetail:
-    """One alert with its evidence (the triggering events' ids, the measured value) and history."""
+    """One alert with its evidence (the triggering events' ids, the measured value) and history; `ETag` is its
+    version, for `If-Match` on a transition."""
     scope = subtree(principal.unit_id) if principal.unit_id else None
-    alert = service.get_alert(session, alert_id, units=scope)
-    response.headers["ETag"] = etag(alert)
-    evidence = {**alert.evidence, "responsible_officer": alert.responsible_officer}
-    return AlertDetail(**alert_out(alert).model_dump(), evidence=evidence, history=[])
+    return _detail(session, service.get_alert(session, alert_id, units=scope), response)
+
+
+@router.post("/{alert_id}/transitions", responses=responses(401, 403, 404, 409, 412, 422))
+def transition(
+    alert_id: int,
+    move: TransitionIn,
+    principal: InspectorKey,
+    session: WriteSession,
+    response: Response,
+    if_match: Annotated[str | None, Header(description="the ETag read; a stale one is a 412")] = None,
+) -> AlertDetail:
+    """Move the alert through 预警 → 提级督办 → 警示约谈 → 追责问责 (forward only; a stage may be skipped),
+    or to closed / dismissed from any open stage. 409 lists the allowed targets."""
+    alert = service.transition(
+        session,
+        alert_id,
+        move,
+        actor=principal.name,
+        if_match=if_match,
+        now=utcnow(),
+        units=subtree(principal.unit_id) if principal.unit_id else None,
+    )
+    return _detail(session, alert, response)

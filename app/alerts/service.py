@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
-from app.alerts.models import Alert
-from app.errors import NotFound
+from app.alerts import workflow
+from app.alerts.models import Alert, AlertTransition
+from app.alerts.schemas import Outcome, Stage, TransitionIn
+from app.breakers.service import suspend
+from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
+from app.units.models import Unit
 from app.units.service import subtree
 
 
@@ -31,9 +35,19 @@ def _scoped(query: Select[Alert], units: Select[tuple[str]] | None) -> Select[Al
     return query if units is None else query.where(Alert.unit.in_(units))
 
 
+def overdue_sql(now: datetime) -> ColumnElement[bool]:
+    """In supervision past its due time (提级督办超期)."""
+    return and_(Alert.stage == "supervision", Alert.due_at.is_not(None), Alert.due_at < now)
+
+
+def is_overdue(alert: Alert, now: datetime) -> bool:
+    return alert.stage == "supervision" and alert.due_at is not None and alert.due_at < now
+
+
 def list_alerts(
     session: Session,
     *,
+    now: datetime,
     filters: AlertFilter,
     limit: int,
     after: tuple[datetime, int] | None = None,
@@ -53,9 +67,9 @@ def list_alerts(
     if filters.domain is not None:
         query = query.where(Alert.domains.contains(f",{filters.domain},"))
     if filters.unit is not None:
-        query = query.where(Alert.unit.in_(subtree(filters.unit)))
-    if filters.overdue:
-        query = query.where(false())  # supervisions with a due date arrive with the alert workflow
+        query = query.where(Alert.unit.in_(subtree(filters.unit, name="filter_tree")))
+    if filters.overdue is not None:
+        query = query.where(overdue_sql(now) if filters.overdue else ~overdue_sql(now))
     if filters.time_from is not None:
         query = query.where(Alert.window_start >= filters.time_from)
     if filters.time_to is not None:
@@ -72,3 +86,71 @@ def get_alert(session: Session, alert_id: int, *, units: Select[tuple[str]] | No
     if alert is None:
         raise NotFound(f"no alert with id {alert_id}")
     return alert
+
+
+def history(session: Session, alert_id: int) -> list[AlertTransition]:
+    query = select(AlertTransition).where(AlertTransition.alert_id == alert_id).order_by(AlertTransition.id)
+    return list(session.scalars(query))
+
+
+def transition(
+    session: Session,
+    alert_id: int,
+    move: TransitionIn,
+    *,
+    actor: str,
+    if_match: str | None,
+    now: datetime,
+    units: Select[tuple[str]] | None = None,
+) -> Alert:
+    """Move an alert to another stage, or refuse: 404 (unknown or out of scope), 412 (stale If-Match),
+    409 (not a move the workflow allows; lists the allowed targets), 422 (a field the target needs)."""
+    query = _scoped(select(Alert).where(Alert.id == alert_id), units).with_for_update()
+    alert = session.scalars(query.execution_options(populate_existing=True)).first()
+    if alert is None:
+        raise NotFound(f"no alert with id {alert_id}")
+    if if_match is not None and if_match.strip() != "*" and etag(alert) not in [t.strip() for t in if_match.split(",")]:
+        raise PreconditionFailed(
+            f"the alert has changed (it is now version {alert.version}); read it again", etag=etag(alert)
+        )
+    current = Stage(alert.stage)
+    allowed = workflow.allowed_targets(current)
+    if move.to not in allowed:
+        raise Conflict(
+            f"an alert in {current.value} cannot move to {move.to.value}",
+            allowed=[stage.value for stage in allowed],
+        )
+    given = move.given()
+    problems = workflow.problems(move.to, given, subject_type=alert.subject_type, now=now)
+    if "assignee_unit" in given and session.get(Unit, given["assignee_unit"]) is None:
+        problems.append((("assignee_unit",), f"no org unit {given['assignee_unit']!r}"))
+    if problems:
+        raise InvalidInput([(("body", *loc), msg) for loc, msg in problems])
+    details = TransitionIn.model_validate({"to": move.to, "reason": move.reason, **given}).model_dump(
+        mode="json", exclude={"to", "reason"}, exclude_none=True
+    )
+    session.add(
+        AlertTransition(
+            alert_id=alert.id,
+            from_stage=current.value,
+            to_stage=move.to.value,
+            actor=actor,
+            reason=move.reason,
+            details=details,
+            at=now,
+        )
+    )
+    alert.stage = move.to.value
+    alert.stage_entered_at = now
+    if move.to is Stage.SUPERVISION:
+        alert.assignee_unit, alert.due_at = given["assignee_unit"], given["due_at"]
+    alert.version += 1
+    alert.updated_at = now
+    if given.get("outcome") == Outcome.SUSPENSION:
+        suspend(session, alert, days=given["suspension_days"], actor=actor, reason=move.reason, now=now)
+    session.flush()
+    return alert
+
+
+def etag(alert: Alert) -> str:
+    return f'"{alert.version}"'

@@ -13,11 +13,14 @@ class Breaker(Base):
 
     __tablename__ = "breakers"
     __table_args__ = (
-        UniqueConstraint("rule_id", "subject_type", "subject_id"),
+        UniqueConstraint("kind", "rule_id", "subject_type", "subject_id"),
         Index("ix_breakers_subject_type_subject_id", "subject_type", "subject_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "rule": tripped by a rule's trip_at; "suspension": 停业整改 ordered by an accountability outcome,
+    # open until suspended_until unless an admin lifts it early.
+    kind: Mapped[str] = mapped_column(String(16), default="rule")
     rule_id: Mapped[str] = mapped_column(String(64))
     subject_type: Mapped[str] = mapped_column(String(32))
     subject_id: Mapped[str] = mapped_column(String(64))
@@ -28,6 +31,7 @@ class Breaker(Base):
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
     reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     probation_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    suspended_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 

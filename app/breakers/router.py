@@ -27,6 +27,8 @@ CheckKey = Annotated[Principal, Depends(require(Role.SOURCE, Role.INSPECTOR))]
 def breaker_out(breaker: Breaker) -> BreakerOut:
     return BreakerOut(
         id=breaker.id,
+        kind=breaker.kind,
+        suspended_until=breaker.suspended_until,
         subject_type=breaker.subject_type,
         subject_id=breaker.subject_id,
         domains=[Domain(d) for d in breaker.domains.strip(",").split(",")],
@@ -82,7 +84,11 @@ def check(
     """May this subject do business (in this domain)? For business systems, before they act."""
     assert subject_id is not None
     found = service.check(
-        session, subject_type=subject_type.value, subject_id=subject_id, domain=domain.value if domain else None
+        session,
+        subject_type=subject_type.value,
+        subject_id=subject_id,
+        domain=domain.value if domain else None,
+        now=utcnow(),
     )
     return CheckOut(allowed=not found, breakers=[breaker_out(b) for b in found])
 
@@ -114,7 +120,8 @@ def get_breaker(breaker_id: int, principal: InspectorKey, session: ReadSession) 
 def reset_breaker(
     breaker_id: int, body: ResetIn, principal: InspectorKey, session: WriteSession, request: Request
 ) -> BreakerDetail:
-    """Let an open breaker's subject do business again, on probation for the rule's `probation` (half_open)."""
+    """Let an open breaker's subject do business again, on probation for the rule's `probation` (half_open).
+    A suspension (停业整改, `kind: suspension`) is lifted at once instead, and only by an admin."""
     breaker = service.reset(
         session,
         breaker_id,
@@ -122,6 +129,7 @@ def reset_breaker(
         actor=principal.name,
         reason=body.reason,
         now=utcnow(),
+        may_lift_suspension=principal.role is Role.ADMIN,
         units=subtree(principal.unit_id) if principal.unit_id else None,
     )
     return _detail(session, breaker)

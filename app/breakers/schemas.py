@@ -26,10 +26,12 @@ class BreakerOut(BaseModel):
     opened_at: datetime
     reset_at: datetime | None
     probation_until: datetime | None
+    kind: str = Field(description="rule (tripped by a rule) or suspension (停业整改 by an accountability outcome)")
+    suspended_until: datetime | None = Field(description="a suspension: business stops until then")
 
 
 class BreakerChangeOut(BaseModel):
-    action: str = Field(description="trip or reset")
+    action: str = Field(description="trip, reset, suspend or lift")
     from_state: BreakerState = Field(serialization_alias="from")
     to_state: BreakerState = Field(serialization_alias="to")
     actor: str

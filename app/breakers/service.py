@@ -7,23 +7,27 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
-from app.alerts.evaluate import effective_state
+from app.alerts.evaluate import effective_state, stops_sql
 from app.alerts.models import Alert
 from app.breakers.models import Breaker, BreakerChange
-from app.errors import Conflict, NotFound
+from app.db import insert_ignoring
+from app.errors import Conflict, Forbidden, NotFound
 from app.rules.spec import RuleSet
 
 DEFAULT_PROBATION = timedelta(hours=24)  # for a breaker whose rule is no longer in force
 
 
 def _state_is(state: str, now: datetime) -> object:
-    """SQL for a breaker's effective state (half_open past probation reads as closed)."""
-    over = and_(Breaker.state == "half_open", Breaker.probation_until <= now)
+    """SQL for a breaker's effective state (half_open past probation, a suspension past its days: closed)."""
     if state == "closed":
-        return or_(Breaker.state == "closed", over)
+        return or_(
+            Breaker.state == "closed",
+            and_(Breaker.state == "half_open", Breaker.probation_until <= now),
+            and_(Breaker.state == "open", Breaker.suspended_until <= now),
+        )
     if state == "half_open":
         return and_(Breaker.state == "half_open", Breaker.probation_until > now)
-    return Breaker.state == state
+    return stops_sql(now)
 
 
 def _scoped(query: Select[Breaker], units: Select[tuple[str]] | None) -> Select[Breaker]:
@@ -71,10 +75,10 @@ def history(session: Session, breaker_id: int) -> list[BreakerChange]:
     )
 
 
-def check(session: Session, *, subject_type: str, subject_id: str, domain: str | None) -> list[Breaker]:
-    """The open breakers that stop ``subject`` (in ``domain``, or in any domain when it is None)."""
+def check(session: Session, *, subject_type: str, subject_id: str, domain: str | None, now: datetime) -> list[Breaker]:
+    """The breakers that stop ``subject`` now (in ``domain``, or in any domain when it is None)."""
     query = select(Breaker).where(
-        Breaker.subject_type == subject_type, Breaker.subject_id == subject_id, Breaker.state == "open"
+        Breaker.subject_type == subject_type, Breaker.subject_id == subject_id, stops_sql(now)
     )
     if domain is not None:
         query = query.where(Breaker.domains.contains(f",{domain},"))
@@ -89,9 +93,12 @@ def reset(
     actor: str,
     reason: str,
     now: datetime,
+    may_lift_suspension: bool,
     units: Select[tuple[str]] | None = None,
 ) -> Breaker:
-    """Put an open breaker on probation (half_open) for its rule's ``probation``; 409 unless it is open."""
+    """Put an open breaker on probation (half_open) for its rule's ``probation``; 409 unless it is open.
+
+    A suspension (停业整改) is lifted, not put on probation, and only by an admin (403 otherwise)."""
     breaker = session.scalars(
         _scoped(select(Breaker).where(Breaker.id == breaker_id), units)
         .with_for_update()
@@ -102,16 +109,31 @@ def reset(
     state = effective_state(breaker, now)
     if state != "open":
         raise Conflict(f"only an open breaker can be reset; this one is {state}", state=state)
+    if breaker.kind == "suspension":
+        if not may_lift_suspension:
+            raise Forbidden("a suspension (停业整改) ordered by an accountability outcome is lifted early by an admin")
+        breaker.state = "closed"
+        breaker.reset_at = now
+        breaker.version += 1
+        _change(session, breaker, action="lift", before="open", actor=actor, reason=reason, now=now)
+        return breaker
     rule = rules.get(breaker.rule_id)
     breaker.state = "half_open"
     breaker.reset_at = now
     breaker.probation_until = now + (rule.probation if rule is not None else DEFAULT_PROBATION)
     breaker.version += 1
+    _change(session, breaker, action="reset", before="open", actor=actor, reason=reason, now=now)
+    return breaker
+
+
+def _change(
+    session: Session, breaker: Breaker, *, action: str, before: str, actor: str, reason: str, now: datetime
+) -> None:
     session.add(
         BreakerChange(
             breaker_id=breaker.id,
-            action="reset",
-            from_state="open",
+            action=action,
+            from_state=before,
             to_state=breaker.state,
             actor=actor,
             reason=reason,
@@ -120,4 +142,45 @@ def reset(
         )
     )
     session.flush()
+
+
+def suspend(session: Session, alert: Alert, *, days: int, actor: str, reason: str, now: datetime) -> Breaker:
+    """Stop a business unit's business for ``days`` (停业整改): a suspension breaker on the alert's subject for
+    the alert's domains, opened (or extended) now."""
+    conflict = ("kind", "rule_id", "subject_type", "subject_id")
+    session.execute(
+        insert_ignoring(session, Breaker.__table__, conflict=conflict),  # type: ignore[arg-type]
+        {
+            "kind": "suspension",
+            "rule_id": alert.rule_id,
+            "subject_type": alert.subject_type,
+            "subject_id": alert.subject_id,
+            "domains": alert.domains,
+            "state": "closed",
+            "alert_id": alert.id,
+            "opened_at": now,
+            "version": 1,
+        },
+    )
+    breaker = session.scalars(
+        select(Breaker)
+        .where(
+            Breaker.kind == "suspension",
+            Breaker.rule_id == alert.rule_id,
+            Breaker.subject_type == alert.subject_type,
+            Breaker.subject_id == alert.subject_id,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    before = effective_state(breaker, now)
+    breaker.state = "open"
+    breaker.alert_id = alert.id
+    breaker.opened_at = now
+    breaker.domains = alert.domains
+    breaker.reset_at = None
+    breaker.probation_until = None
+    breaker.suspended_until = now + timedelta(days=days)
+    breaker.version += 1
+    _change(session, breaker, action="suspend", before=before, actor=actor, reason=f"{days} days: {reason}", now=now)
     return breaker

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.fields import Time
 
@@ -13,11 +13,13 @@ class ScanIn(BaseModel):
     time_from: Time | None = Field(default=None, alias="from", description="first instant (default: the first event)")
     time_to: Time | None = Field(default=None, alias="to", description="end, exclusive (default: after the last event)")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> ScanIn:
-        if self.time_from is not None and self.time_to is not None and self.time_to <= self.time_from:
-            raise ValueError("`to` must be after `from`")
-        return self
+    @field_validator("time_to")
+    @classmethod
+    def _ordered(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("time_from")
+        if value is not None and start is not None and value <= start:
+            raise ValueError("must be after `from`")
+        return value
 
 
 class ScanOut(BaseModel):

@@ -30,9 +30,10 @@ def register_units(session: Session, unit_ids: Sequence[str]) -> None:
     session.connection().execute(insert_ignoring(session, UNITS, conflict=("id",)), rows)
 
 
-def subtree(unit_id: str) -> Select[tuple[str]]:
-    """The ids of `unit_id` and every unit below it, as a subquery to filter with."""
-    tree = select(literal(unit_id).label("id")).cte("unit_tree", recursive=True)
+def subtree(unit_id: str, *, name: str = "unit_tree") -> Select[tuple[str]]:
+    """The ids of `unit_id` and every unit below it, as a subquery to filter with (`name` tells two apart
+    in one statement, e.g. a filter by unit inside a scoped key's units)."""
+    tree = select(literal(unit_id).label("id")).cte(name, recursive=True)
     tree = tree.union(select(Unit.id).where(Unit.parent_id == tree.c.id))
     return select(tree.c.id)
 

@@ -1,4 +1,5 @@
-"""Alerts, breakers (with their changes), scans and leases; an index for responsible-officer rules.
+"""Alerts (with their transitions), breakers (with their changes), scans and leases; an index for
+responsible-officer rules.
 
 Revision ID: 0003
 Revises: 0002
@@ -44,6 +45,11 @@ def upgrade() -> None:
         sa.Column(
             "evidence", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
         ),
+        sa.Column("stage_entered_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("assignee_unit", sa.String(length=64), nullable=True),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("overdue_flagged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("subject_kind", sa.String(length=16), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -56,6 +62,24 @@ def upgrade() -> None:
         batch_op.create_index("ix_alerts_subject_id", ["subject_id"], unique=False)
         batch_op.create_index("ix_alerts_unit", ["unit"], unique=False)
         batch_op.create_index("ix_alerts_window_start_id", ["window_start", "id"], unique=False)
+
+    op.create_table(
+        "alert_transitions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("alert_id", sa.Integer(), nullable=False),
+        sa.Column("from_stage", sa.String(length=16), nullable=False),
+        sa.Column("to_stage", sa.String(length=16), nullable=False),
+        sa.Column("actor", sa.String(length=64), nullable=False),
+        sa.Column("reason", sa.String(length=2000), nullable=False),
+        sa.Column(
+            "details", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
+        ),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["alert_id"], ["alerts.id"], name=op.f("fk_alert_transitions_alert_id_alerts")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_transitions")),
+    )
+    with op.batch_alter_table("alert_transitions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_alert_transitions_alert_id"), ["alert_id"], unique=False)
 
     op.create_table(
         "leases",
@@ -88,6 +112,7 @@ def upgrade() -> None:
     op.create_table(
         "breakers",
         sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("rule_id", sa.String(length=64), nullable=False),
         sa.Column("subject_type", sa.String(length=32), nullable=False),
         sa.Column("subject_id", sa.String(length=64), nullable=False),
@@ -97,11 +122,16 @@ def upgrade() -> None:
         sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("reset_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("probation_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("suspended_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["alert_id"], ["alerts.id"], name=op.f("fk_breakers_alert_id_alerts")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_breakers")),
         sa.UniqueConstraint(
-            "rule_id", "subject_type", "subject_id", name=op.f("uq_breakers_rule_id_subject_type_subject_id")
+            "kind",
+            "rule_id",
+            "subject_type",
+            "subject_id",
+            name=op.f("uq_breakers_kind_rule_id_subject_type_subject_id"),
         ),
     )
     with op.batch_alter_table("breakers", schema=None) as batch_op:
@@ -144,6 +174,10 @@ def downgrade() -> None:
         batch_op.drop_index("ix_breakers_subject_type_subject_id")
 
     op.drop_table("breakers")
+    with op.batch_alter_table("alert_transitions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alert_transitions_alert_id"))
+
+    op.drop_table("alert_transitions")
     op.drop_table("scans")
     op.drop_table("leases")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
