@@ -21,6 +21,7 @@ from app.errors import install_error_handlers
 from app.events.router import router as events_router
 from app.logging import configure_logging
 from app.ops.router import router as ops_router
+from app.reports.router import router as reports_router
 from app.rules.router import router as rules_router
 from app.rules.state import RulesInForce
 from app.scans.router import router as scans_router
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(alerts_router)
     app.include_router(breakers_router)
     app.include_router(scans_router)
+    app.include_router(reports_router)
     return app
 
 

@@ -14,10 +14,13 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.types import Scope
 
-from app.db import after_commit
+from app.db import Database, after_commit, utcnow
 
 REQUESTS = Counter(
     "supervision_http_requests_total",
@@ -40,12 +43,46 @@ EVENTS_DUPLICATE = Counter(
 )
 
 
-def render() -> tuple[bytes, str]:
+def render(db: Database | None = None) -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        body = generate_latest(registry)
+    else:
+        body = generate_latest()
+    if db is not None:
+        body += _state(db)
+    return body, CONTENT_TYPE_LATEST
+
+
+class _AlertState:
+    """Gauges read from the database when scraped, so every worker reports the same truth."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        from app.alerts.models import Alert
+        from app.alerts.service import overdue_sql
+
+        stages = GaugeMetricFamily("supervision_alerts", "Alerts by stage (cleared ones excluded)", labels=["stage"])
+        overdue = GaugeMetricFamily("supervision_alerts_overdue", "Alerts in supervision past their due time")
+        try:
+            with self.db.session() as session:
+                for stage, count in session.execute(
+                    select(Alert.stage, func.count()).where(Alert.cleared.is_(False)).group_by(Alert.stage)
+                ):
+                    stages.add_metric([stage], count)
+                overdue.add_metric([], session.scalar(select(func.count()).where(overdue_sql(utcnow()))) or 0)
+        except SQLAlchemyError:
+            return []  # the database is down: /readyz says so; the process metrics still answer
+        return [stages, overdue]
+
+
+def _state(db: Database) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(_AlertState(db))
+    return generate_latest(registry)
 
 
 def count_after_commit(session: Session, *, source: str, new_domains: Iterable[str], duplicates: int) -> None:

@@ -126,9 +126,7 @@ def transition(
         problems.append((("assignee_unit",), f"no org unit {given['assignee_unit']!r}"))
     if problems:
         raise InvalidInput([(("body", *loc), msg) for loc, msg in problems])
-    details = TransitionIn.model_validate({"to": move.to, "reason": move.reason, **given}).model_dump(
-        mode="json", exclude={"to", "reason"}, exclude_none=True
-    )
+    details = move.model_dump(mode="json", exclude={"to", "reason"}, exclude_none=True)
     session.add(
         AlertTransition(
             alert_id=alert.id,

@@ -48,7 +48,7 @@ def readyz(request: Request, db: Annotated[Database, Depends(get_db)]) -> Respon
 
 
 @router.get("/metrics", response_class=Response)
-def metrics_endpoint() -> Response:
-    """Prometheus metrics."""
-    body, content_type = metrics.render()
+def metrics_endpoint(db: Annotated[Database, Depends(get_db)]) -> Response:
+    """Prometheus metrics: requests, events, and alerts by stage and overdue (read from the database)."""
+    body, content_type = metrics.render(db)
     return Response(content=body, media_type=content_type)

@@ -28,6 +28,7 @@ class Scan(Base):
     alerts_updated: Mapped[int] = mapped_column(Integer, default=0)
     alerts_cleared: Mapped[int] = mapped_column(Integer, default=0)
     breakers_tripped: Mapped[int] = mapped_column(Integer, default=0)
+    overdue_flagged: Mapped[int] = mapped_column(Integer, default=0)  # supervisions seen past due_at
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(2000))
 

@@ -33,6 +33,7 @@ def scan_out(scan: Scan) -> ScanOut:
         alerts_updated=scan.alerts_updated,
         alerts_cleared=scan.alerts_cleared,
         breakers_tripped=scan.breakers_tripped,
+        overdue_flagged=scan.overdue_flagged,
         error=scan.error,
     )
 

@@ -39,4 +39,5 @@ class ScanOut(BaseModel):
     alerts_updated: int
     alerts_cleared: int
     breakers_tripped: int
+    overdue_flagged: int = Field(description="supervisions this scan found past their due time")
     error: str | None

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.alerts.evaluate import Applied, Evaluator, Key
 from app.alerts.models import Alert
+from app.alerts.service import overdue_sql
 from app.config import Settings
 from app.db import Database, insert_ignoring, utcnow
 from app.errors import NotFound
@@ -173,7 +174,9 @@ def run_scan(
             )
         raise
     with db.session(write=True) as session:
+        overdue = flag_overdue(session, now=utcnow())
         scan = session.get_one(Scan, scan_id)
+        scan.overdue_flagged = len(overdue)
         scan.status = "done"
         scan.finished_at = utcnow()
         scan.rules = len(rules)
@@ -191,6 +194,16 @@ def run_scan(
         extra={"scan_id": scan_id, "raised": scan.alerts_raised, "updated": scan.alerts_updated},
     )
     return scan
+
+
+def flag_overdue(session: Session, *, now: datetime) -> list[int]:
+    """Mark the supervisions that have passed their due time since the last scan; their ids."""
+    found = list(
+        session.scalars(select(Alert.id).where(overdue_sql(now), Alert.overdue_flagged_at.is_(None)).with_for_update())
+    )
+    if found:
+        session.execute(update(Alert).where(Alert.id.in_(found)).values(overdue_flagged_at=now))
+    return found
 
 
 def list_scans(session: Session, *, limit: int, after: int | None) -> list[Scan]:

@@ -105,6 +105,7 @@ def upgrade() -> None:
         sa.Column("alerts_updated", sa.Integer(), nullable=False),
         sa.Column("alerts_cleared", sa.Integer(), nullable=False),
         sa.Column("breakers_tripped", sa.Integer(), nullable=False),
+        sa.Column("overdue_flagged", sa.Integer(), nullable=False),
         sa.Column("duration_ms", sa.Integer(), nullable=True),
         sa.Column("error", sa.String(length=2000), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_scans")),
