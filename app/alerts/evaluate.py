@@ -133,12 +133,24 @@ class Evaluator:
                 select(Alert).where(tuple_(Alert.rule_id, Alert.subject_id, Alert.window_start).in_(list(keys)))
             )
         }
+        # Every rule's windows (and spike baselines) measured in one statement.
+        in_force = [rule for rule_id in sorted(by_rule) if (rule := self.rules.get(rule_id)) is not None]
+        baselines: dict[Key, list[Window]] = {}
+        wanted: dict[AnyRule, dict[tuple[str, datetime], tuple[str, Window]]] = {}
+        for rule in in_force:  # a rule no longer in force is skipped: its alerts stay as they are
+            needed = wanted.setdefault(rule, {})
+            for key, window in by_rule[rule.id].items():
+                needed[(key[1], window.start)] = (key[1], window)
+                if isinstance(rule, SpikeRule):
+                    baselines[key] = base = sql.baseline_windows(rule, window, self.zone)
+                    for w in base:
+                        needed[(key[1], w.start)] = (key[1], w)
+        measured = sql.measure_many(connection, self.zone, {rule: needed.values() for rule, needed in wanted.items()})
         trips: list[tuple[AnyRule, Alert]] = []
-        for rule_id in sorted(by_rule):
-            rule = self.rules.get(rule_id)
-            if rule is None:  # a rule no longer in force: its alerts stay as they are
-                continue
-            trips += self._apply_rule(session, rule, by_rule[rule_id], existing, applied, now=now)
+        for rule in in_force:
+            trips += self._apply_rule(
+                session, rule, by_rule[rule.id], measured[rule.id], baselines, existing, applied, now=now
+            )
         for rule, alert in sorted(trips, key=lambda t: (t[0].id, t[1].subject_type, t[1].subject_id)):
             breaker_id = trip(session, rule, alert, actor=actor, now=now)
             if breaker_id is not None:
@@ -150,21 +162,13 @@ class Evaluator:
         session: Session,
         rule: AnyRule,
         keys: Mapping[Key, Window],
+        aggregates: Mapping[sql.Key, sql.Aggregate],
+        baselines: Mapping[Key, list[Window]],
         existing: Mapping[Key, Alert],
         applied: Applied,
         *,
         now: datetime,
     ) -> list[tuple[AnyRule, Alert]]:
-        connection = session.connection()
-        needed: dict[tuple[str, datetime], tuple[str, Window]] = {}
-        baselines: dict[Key, list[Window]] = {}
-        for key, window in keys.items():
-            needed[(key[1], window.start)] = (key[1], window)
-            if isinstance(rule, SpikeRule):
-                baselines[key] = base = sql.baseline_windows(rule, window, self.zone)
-                for w in base:
-                    needed[(key[1], w.start)] = (key[1], w)
-        aggregates = sql.measure_keys(connection, rule, self.zone, needed.values())
         trips: list[tuple[AnyRule, Alert]] = []
         for key in sorted(keys):
             _, subject, start = key

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from functools import lru_cache
@@ -47,6 +47,7 @@ from sqlalchemy import (
     text,
     true,
     type_coerce,
+    union_all,
     values,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -74,6 +75,7 @@ __all__ = [
     "baseline_windows",
     "evidence",
     "measure_keys",
+    "measure_many",
     "measure_windows",
     "same_value",
     "scan_windows",
@@ -381,16 +383,19 @@ def _scan_statement(rule: AnyRule, dialect: str, zone: tzinfo, windows: Sequence
 
 # The (subject, window) pairs of the inline evaluation travel as arrays (PostgreSQL) or one JSON text
 # (SQLite), so that each rule's statement is built and compiled once and only its parameters change.
-_KEYS = {
-    "postgresql": text(
-        "SELECT * FROM unnest(CAST(:subjects AS text[]), CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]))"
-        " AS k(subject, ws, we)"
-    ),
-    "sqlite": text(
-        "SELECT json_extract(value, '$[0]') AS subject, json_extract(value, '$[1]') AS ws,"
-        " json_extract(value, '$[2]') AS we FROM json_each(:keys)"
-    ),
-}
+def _keys_source(dialect: str, n: int) -> Any:
+    """The (subject, ws, we) rows of member ``n`` of a statement, from its parameters."""
+    if dialect == "postgresql":
+        sql = (
+            f"SELECT * FROM unnest(CAST(:subjects_{n} AS text[]), CAST(:starts_{n} AS timestamptz[]),"
+            f" CAST(:ends_{n} AS timestamptz[])) AS k(subject, ws, we)"
+        )
+    else:
+        sql = (
+            "SELECT json_extract(value, '$[0]') AS subject, json_extract(value, '$[1]') AS ws,"
+            f" json_extract(value, '$[2]') AS we FROM json_each(:keys_{n})"
+        )
+    return text(sql).columns(column("subject", String), column("ws", UTCDateTime), column("we", UTCDateTime))
 
 
 def _sqlite_time(at: datetime) -> str:
@@ -398,22 +403,24 @@ def _sqlite_time(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _keys_parameters(dialect: str, keys: Sequence[tuple[str, Window]]) -> dict[str, Any]:
+def _keys_parameters(dialect: str, keys: Sequence[tuple[str, Window]], n: int = 0) -> dict[str, Any]:
     if dialect == "postgresql":
         return {
-            "subjects": [subject for subject, _ in keys],
-            "starts": [window.start for _, window in keys],
-            "ends": [window.end for _, window in keys],
+            f"subjects_{n}": [subject for subject, _ in keys],
+            f"starts_{n}": [window.start for _, window in keys],
+            f"ends_{n}": [window.end for _, window in keys],
         }
     rows = [[subject, _sqlite_time(window.start), _sqlite_time(window.end)] for subject, window in keys]
-    return {"keys": json.dumps(rows, ensure_ascii=False)}
+    return {f"keys_{n}": json.dumps(rows, ensure_ascii=False)}
 
 
 @lru_cache(maxsize=256)
-def _keys_statement(rule: AnyRule, dialect: str, zone: tzinfo, offsets: Offsets) -> Select[Any]:
-    k = _KEYS[dialect].columns(column("subject", String), column("ws", UTCDateTime), column("we", UTCDateTime)).cte("k")
+def _keys_statement(rule: AnyRule, dialect: str, zone: tzinfo, offsets: Offsets, n: int = 0) -> Select[Any]:
+    """Member ``n`` of a keyed measurement: the rule's aggregates for the (subject, window) rows it is given,
+    tagged ``n`` so that one statement can measure several rules."""
+    k = _keys_source(dialect, n).cte(f"k{n}")
     return (
-        select(k.c.subject, k.c.ws, *_aggregates(rule, dialect, zone, offsets))
+        select(literal(n).label("member"), k.c.subject, k.c.ws, *_aggregates(rule, dialect, zone, offsets))
         .select_from(Event.__table__)
         .join(k, and_(subject_is(rule.group_by, k.c.subject), E.occurred_at >= k.c.ws, E.occurred_at < k.c.we))
         .where(considered_sql(rule, dialect))
@@ -421,20 +428,33 @@ def _keys_statement(rule: AnyRule, dialect: str, zone: tzinfo, offsets: Offsets)
     )
 
 
+@lru_cache(maxsize=1024)
+def _union_statement(members: tuple[tuple[AnyRule, Offsets], ...], dialect: str, zone: tzinfo) -> Any:
+    parts = [_keys_statement(rule, dialect, zone, offsets, n) for n, (rule, offsets) in enumerate(members)]
+    return parts[0] if len(parts) == 1 else union_all(*parts)
+
+
 def _span(windows: Iterable[Window]) -> Span:
     listed = list(windows)
     return min(w.start for w in listed), max(w.end for w in listed)
+
+
+def _window_start(connection: Connection, ws: Any) -> datetime:
+    if isinstance(ws, str):  # SQLite may return the rows' text as it is
+        ws = datetime.fromisoformat(ws)
+    if ws.tzinfo is None:
+        ws = UTCDateTime().process_result_value(ws, connection.dialect)
+    return ws  # type: ignore[no-any-return]
 
 
 def _read(
     connection: Connection, statement: Select[Any], parameters: dict[str, Any] | None = None
 ) -> Iterator[tuple[Key, Aggregate]]:
     for subject, ws, n, hits, part, first_at, last_at in connection.execute(statement, parameters or {}):
-        if isinstance(ws, str):  # SQLite returns VALUES columns untyped
-            ws = UTCDateTime().process_result_value(datetime.fromisoformat(ws), connection.dialect)
-        elif ws.tzinfo is None:
-            ws = UTCDateTime().process_result_value(ws, connection.dialect)
-        yield (subject, ws), Aggregate(int(n), int(hits or 0), float(part or 0), first_at, last_at)
+        yield (
+            (subject, _window_start(connection, ws)),
+            Aggregate(int(n), int(hits or 0), float(part or 0), first_at, last_at),
+        )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -502,13 +522,46 @@ def measure_keys(
     connection: Connection, rule: AnyRule, zone: tzinfo, keys: Iterable[tuple[str, Window]]
 ) -> dict[Key, Aggregate]:
     """The aggregates of the given (subject, window) pairs (absent: no considered event there)."""
-    ordered = sorted(set(keys), key=lambda key: (key[0], key[1].start))
-    found: dict[Key, Aggregate] = {}
+    return measure_many(connection, zone, {rule: keys})[rule.id]
+
+
+def measure_many(
+    connection: Connection, zone: tzinfo, wanted: Mapping[AnyRule, Iterable[tuple[str, Window]]]
+) -> dict[str, dict[Key, Aggregate]]:
+    """:func:`measure_keys` for several rules, in one statement when they are few keys (the inline case)."""
     dialect = connection.dialect.name
-    for chunk in _chunks(ordered, _WINDOW_CHUNK):
-        statement = _keys_statement(rule, dialect, zone, offsets_over(zone, _span(w for _, w in chunk)))
-        found.update(_read(connection, statement, _keys_parameters(dialect, chunk)))
+    found: dict[str, dict[Key, Aggregate]] = {rule.id: {} for rule in wanted}
+    members: list[tuple[AnyRule, Offsets]] = []
+    parameters: dict[str, Any] = {}
+    for rule, keys in sorted(wanted.items(), key=lambda item: item[0].id):
+        ordered = sorted(set(keys), key=lambda key: (key[0], key[1].start))
+        if not ordered:
+            continue
+        for chunk in _chunks(ordered, _WINDOW_CHUNK):
+            parameters.update(_keys_parameters(dialect, chunk, len(members)))
+            members.append((rule, offsets_over(zone, _span(w for _, w in chunk))))
+            if len(parameters) >= 3 * _UNION_MEMBERS or len(chunk) == _WINDOW_CHUNK:
+                _run(connection, members, parameters, zone, found)
+                members, parameters = [], {}
+    if members:
+        _run(connection, members, parameters, zone, found)
     return found
+
+
+_UNION_MEMBERS = 16  # members per statement
+
+
+def _run(
+    connection: Connection,
+    members: list[tuple[AnyRule, Offsets]],
+    parameters: dict[str, Any],
+    zone: tzinfo,
+    found: dict[str, dict[Key, Aggregate]],
+) -> None:
+    statement = _union_statement(tuple(members), connection.dialect.name, zone)
+    for member, subject, ws, n, hits, part, first_at, last_at in connection.execute(statement, parameters):
+        aggregate = Aggregate(int(n), int(hits or 0), float(part or 0), first_at, last_at)
+        found[members[member][0].id][(subject, _window_start(connection, ws))] = aggregate
 
 
 def baseline_windows(rule: SpikeRule, window: Window, zone: tzinfo) -> list[Window]:
@@ -516,7 +569,7 @@ def baseline_windows(rule: SpikeRule, window: Window, zone: tzinfo) -> list[Wind
 
 
 def value_of(
-    rule: AnyRule, key: Key, aggregates: dict[Key, Aggregate], baseline: Sequence[Window] = ()
+    rule: AnyRule, key: Key, aggregates: Mapping[Key, Aggregate], baseline: Sequence[Window] = ()
 ) -> float | None:
     """The value of an evaluated (subject, window), or None when it is not evaluated (as the reference)."""
     found = aggregates.get(key)
