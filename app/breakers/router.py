@@ -75,13 +75,14 @@ def list_breakers(
 
 @router.get("/check", responses=responses(401, 403, 422))
 def check(
-    _principal: CheckKey,
+    principal: CheckKey,
     session: ReadSession,
     subject_type: Annotated[GroupBy, Query(description="a rule group_by: operator, business_unit, agent, …")],
     subject_id: Annotated[QueryId, Query(min_length=1)],
     domain: Domain | None = None,
 ) -> CheckOut:
-    """May this subject do business (in this domain)? For business systems, before they act."""
+    """May this subject do business (in this domain)? For business systems, before they act. A key scoped to a
+    unit is told only of breakers whose alert is within its units."""
     assert subject_id is not None
     found = service.check(
         session,
@@ -89,6 +90,7 @@ def check(
         subject_id=subject_id,
         domain=domain.value if domain else None,
         now=utcnow(),
+        units=subtree(principal.unit_id) if principal.unit_id else None,
     )
     return CheckOut(allowed=not found, breakers=[breaker_out(b) for b in found])
 

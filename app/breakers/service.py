@@ -75,14 +75,22 @@ def history(session: Session, breaker_id: int) -> list[BreakerChange]:
     )
 
 
-def check(session: Session, *, subject_type: str, subject_id: str, domain: str | None, now: datetime) -> list[Breaker]:
+def check(
+    session: Session,
+    *,
+    subject_type: str,
+    subject_id: str,
+    domain: str | None,
+    now: datetime,
+    units: Select[tuple[str]] | None = None,
+) -> list[Breaker]:
     """The breakers that stop ``subject`` now (in ``domain``, or in any domain when it is None)."""
     query = select(Breaker).where(
         Breaker.subject_type == subject_type, Breaker.subject_id == subject_id, stops_sql(now)
     )
     if domain is not None:
         query = query.where(Breaker.domains.contains(f",{domain},"))
-    return list(session.scalars(query.order_by(Breaker.id)))
+    return list(session.scalars(_scoped(query, units).order_by(Breaker.id)))
 
 
 def reset(
