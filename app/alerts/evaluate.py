@@ -23,17 +23,18 @@ breaker is re-opened by new business, not by history it has already answered for
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, or_, select, text, tuple_
+from sqlalchemy import ColumnElement, String, and_, bindparam, column, or_, select, text
 from sqlalchemy.orm import Session
 
 from app.alerts.models import Alert
 from app.breakers.models import Breaker, BreakerChange
-from app.db import insert_ignoring
+from app.db import UTCDateTime, insert_ignoring
 from app.rules import sql
 from app.rules.engine import subject_of
 from app.rules.spec import AnyRule, GroupBy, RuleSet, SpikeRule
@@ -45,6 +46,40 @@ Key = tuple[str, str, datetime]
 _LOCK = text(
     "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, i) ORDER BY i"
 )
+
+
+# The stored alerts of a set of keys: one prepared statement whatever the number of keys (arrays on
+# PostgreSQL, one JSON text on SQLite), instead of three parameters a key.
+_KEY_ROWS = {
+    "postgresql": text(
+        "SELECT * FROM unnest(CAST(:rules AS text[]), CAST(:subjects AS text[]), CAST(:starts AS timestamptz[]))"
+        " AS k(rule_id, subject_id, window_start)"
+    ),
+    "sqlite": text(
+        "SELECT json_extract(value, '$[0]') AS rule_id, json_extract(value, '$[1]') AS subject_id,"
+        " json_extract(value, '$[2]') AS window_start FROM json_each(:keys)"
+    ),
+}
+_ALERTS_OF = {
+    dialect: select(Alert).join(
+        k := rows.columns(
+            column("rule_id", String), column("subject_id", String), column("window_start", UTCDateTime)
+        ).subquery("k"),
+        and_(Alert.rule_id == k.c.rule_id, Alert.subject_id == k.c.subject_id, Alert.window_start == k.c.window_start),
+    )
+    for dialect, rows in _KEY_ROWS.items()
+}
+
+
+def _alert_keys(dialect: str, keys: Iterable[Key]) -> dict[str, Any]:
+    listed = list(keys)
+    if dialect == "postgresql":
+        return {
+            "rules": [rule_id for rule_id, _, _ in listed],
+            "subjects": [subject for _, subject, _ in listed],
+            "starts": [start for _, _, start in listed],
+        }
+    return {"keys": json.dumps([[r, s, sql.sqlite_time(w)] for r, s, w in listed], ensure_ascii=False)}
 
 
 def domains_text(rule: AnyRule) -> str:
@@ -130,7 +165,7 @@ class Evaluator:
         existing = {
             (alert.rule_id, alert.subject_id, alert.window_start): alert
             for alert in session.scalars(
-                select(Alert).where(tuple_(Alert.rule_id, Alert.subject_id, Alert.window_start).in_(list(keys)))
+                _ALERTS_OF[connection.dialect.name], _alert_keys(connection.dialect.name, keys)
             )
         }
         # Every rule's windows (and spike baselines) measured in one statement.

@@ -35,6 +35,7 @@ from sqlalchemy import (
     String,
     Time,
     and_,
+    bindparam,
     case,
     cast,
     column,
@@ -398,20 +399,24 @@ def _keys_source(dialect: str, n: int) -> Any:
     return text(sql).columns(column("subject", String), column("ws", UTCDateTime), column("we", UTCDateTime))
 
 
-def _sqlite_time(at: datetime) -> str:
+def sqlite_time(at: datetime) -> str:
     """An instant as SQLite stores UTCDateTime values (naive UTC text, which sorts as time does)."""
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _keys_parameters(dialect: str, keys: Sequence[tuple[str, Window]], n: int = 0) -> dict[str, Any]:
+    # The span of all the windows too: it bounds the scan of events by time whatever plan the database picks.
+    lo, hi = _span(window for _, window in keys)
     if dialect == "postgresql":
         return {
             f"subjects_{n}": [subject for subject, _ in keys],
             f"starts_{n}": [window.start for _, window in keys],
             f"ends_{n}": [window.end for _, window in keys],
+            f"lo_{n}": lo,
+            f"hi_{n}": hi,
         }
-    rows = [[subject, _sqlite_time(window.start), _sqlite_time(window.end)] for subject, window in keys]
-    return {f"keys_{n}": json.dumps(rows, ensure_ascii=False)}
+    rows = [[subject, sqlite_time(window.start), sqlite_time(window.end)] for subject, window in keys]
+    return {f"keys_{n}": json.dumps(rows, ensure_ascii=False), f"lo_{n}": lo, f"hi_{n}": hi}
 
 
 @lru_cache(maxsize=256)
@@ -423,7 +428,11 @@ def _keys_statement(rule: AnyRule, dialect: str, zone: tzinfo, offsets: Offsets,
         select(literal(n).label("member"), k.c.subject, k.c.ws, *_aggregates(rule, dialect, zone, offsets))
         .select_from(Event.__table__)
         .join(k, and_(subject_is(rule.group_by, k.c.subject), E.occurred_at >= k.c.ws, E.occurred_at < k.c.we))
-        .where(considered_sql(rule, dialect))
+        .where(
+            E.occurred_at >= bindparam(f"lo_{n}", type_=UTCDateTime),
+            E.occurred_at < bindparam(f"hi_{n}", type_=UTCDateTime),
+            considered_sql(rule, dialect),
+        )
         .group_by(k.c.subject, k.c.ws)
     )
 
@@ -499,7 +508,11 @@ def measure_windows(
     span = _span(windows)
     offsets = offsets_between(zone, *span)
     length = rule.window
-    if len(offsets) == 1 and all(w.end - w.start == length for w in windows) and length % timedelta(seconds=1) == 0:
+    if (
+        len(offsets) == 1
+        and all(w.end - w.start == length for w in windows)
+        and length % timedelta(seconds=1) == timedelta(0)
+    ):
         offset_s, length_s = int(offsets[0][1].total_seconds()), int(length.total_seconds())
         by_index = {_window_index(w, offset_s, length_s): w.start for w in windows}
         for subject, index, n, hits, part, first_at, last_at in connection.execute(
