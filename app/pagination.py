@@ -43,3 +43,13 @@ def decode_cursor(kind: str, cursor: str, *, arity: int) -> list[Any]:
     if not valid or any(isinstance(part, str) and text_problem(part) for part in value):
         raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")])
     return list(value[1:])
+
+
+def decode_id_cursor(kind: str, cursor: str | None) -> int | None:
+    """The last id of the previous page of a list in id order (None: the first page)."""
+    if cursor is None:
+        return None
+    (last,) = decode_cursor(kind, cursor, arity=1)
+    if not isinstance(last, int) or isinstance(last, bool):
+        raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")])
+    return last

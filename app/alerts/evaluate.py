@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, bindparam, column, or_, select, text
+from sqlalchemy import String, and_, column, select, text
 from sqlalchemy.orm import Session
 
 from app.alerts.models import Alert
-from app.breakers.models import Breaker, BreakerChange
-from app.db import UTCDateTime, insert_ignoring
+from app.breakers.state import effective_state, locked_breaker, record_change
+from app.db import UTCDateTime
 from app.rules import sql
 from app.rules.engine import subject_of
 from app.rules.spec import AnyRule, GroupBy, RuleSet, SpikeRule
@@ -314,48 +314,18 @@ class Evaluator:
 # --- breakers ---------------------------------------------------------------------------------------------------
 
 
-def effective_state(breaker: Breaker, now: datetime) -> str:
-    """``half_open`` becomes ``closed`` once probation is over; a suspension once its days are over."""
-    if breaker.state == "half_open" and breaker.probation_until is not None and breaker.probation_until <= now:
-        return "closed"
-    if breaker.state == "open" and breaker.suspended_until is not None and breaker.suspended_until <= now:
-        return "closed"
-    return breaker.state
-
-
-def stops_sql(now: datetime) -> ColumnElement[bool]:
-    """Breakers that stop business now: open, and for a suspension, not past its days."""
-    return and_(Breaker.state == "open", or_(Breaker.suspended_until.is_(None), Breaker.suspended_until > now))
-
-
 def trip(session: Session, rule: AnyRule, alert: Alert, *, actor: str, now: datetime) -> int | None:
     """Open the breaker of (rule, alert's subject) unless it is open already; its id when it opened."""
-    table = Breaker.__table__
-    session.execute(
-        insert_ignoring(session, table, conflict=("kind", "rule_id", "subject_type", "subject_id")),  # type: ignore[arg-type]
-        {
-            "kind": "rule",
-            "rule_id": rule.id,
-            "subject_type": alert.subject_type,
-            "subject_id": alert.subject_id,
-            "domains": domains_text(rule),
-            "state": "closed",
-            "alert_id": alert.id,
-            "opened_at": now,
-            "version": 1,
-        },
+    breaker = locked_breaker(
+        session,
+        kind="rule",
+        rule_id=rule.id,
+        subject_type=alert.subject_type,
+        subject_id=alert.subject_id,
+        domains=domains_text(rule),
+        alert_id=alert.id,
+        now=now,
     )
-    breaker = session.scalars(
-        select(Breaker)
-        .where(
-            Breaker.kind == "rule",
-            Breaker.rule_id == rule.id,
-            Breaker.subject_type == alert.subject_type,
-            Breaker.subject_id == alert.subject_id,
-        )
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
     before = effective_state(breaker, now)
     if before == "open":
         return None
@@ -368,63 +338,8 @@ def trip(session: Session, rule: AnyRule, alert: Alert, *, actor: str, now: date
     reason = f"{rule.id}: value {alert.value:g} reached trip_at {rule.trip_at:g}"
     if before == "half_open":
         reason += " during probation"
-    session.add(
-        BreakerChange(
-            breaker_id=breaker.id,
-            action="trip",
-            from_state=before,
-            to_state="open",
-            actor=actor,
-            reason=reason,
-            alert_id=alert.id,
-            at=now,
-        )
-    )
-    session.flush()
+    record_change(session, breaker, action="trip", before=before, actor=actor, reason=reason, now=now)
     return breaker.id
 
 
-_OPEN_FOR = (
-    select(Breaker)
-    .where(
-        Breaker.state == "open",
-        Breaker.subject_id.in_(bindparam("subjects", expanding=True)),
-        or_(Breaker.suspended_until.is_(None), Breaker.suspended_until > bindparam("now")),
-    )
-    .order_by(Breaker.id)
-)
-
-
-def open_breakers(session: Session, subjects: Iterable[str], now: datetime) -> list[Breaker]:
-    """Breakers stopping business now whose subject id is one of ``subjects`` (callers match the subject
-    type and domain)."""
-    wanted = sorted(set(subjects))
-    if not wanted:
-        return []
-    return list(session.scalars(_OPEN_FOR, {"subjects": wanted, "now": now}))
-
-
-def covers(breaker: Breaker, event: Mapping[str, Any]) -> bool:
-    """Whether ``breaker`` stops ``event``: its subject is the event's under the breaker's subject type,
-    and the event's domain is one the breaker's rule watches."""
-    if f",{event['domain']}," not in breaker.domains:
-        return False
-    return subject_of(GroupBy(breaker.subject_type), event) == breaker.subject_id
-
-
-def event_subjects(event: Mapping[str, Any]) -> set[str]:
-    return {s for g in GroupBy if (s := subject_of(g, event)) is not None}
-
-
-__all__ = [
-    "Applied",
-    "Evaluator",
-    "Key",
-    "covers",
-    "domains_text",
-    "effective_state",
-    "event_subjects",
-    "following",
-    "open_breakers",
-    "trip",
-]
+__all__ = ["Applied", "Evaluator", "Key", "domains_text", "following", "trip"]

@@ -8,8 +8,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app.alerts.evaluate import Applied, Evaluator, Key, covers, event_subjects, open_breakers
+from app.alerts.evaluate import Applied, Evaluator, Key
 from app.breakers.models import Breaker
+from app.breakers.state import covers, event_subjects, open_breakers
 from app.events.service import Stored, contract_shape
 from app.rules.windows import Window
 

@@ -4,17 +4,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from app.alerts.evaluate import effective_state
 from app.auth.deps import InspectorKey, require
 from app.auth.service import Principal, Role
 from app.breakers import service
 from app.breakers.models import Breaker
 from app.breakers.schemas import BreakerChangeOut, BreakerDetail, BreakerOut, BreakerState, CheckOut, ResetIn
+from app.breakers.state import effective_state
 from app.db import utcnow
 from app.deps import ReadSession, WriteSession
-from app.errors import InvalidInput, responses
+from app.errors import responses
 from app.events.domains import Domain
-from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, Page, decode_id_cursor, encode_cursor
 from app.params import QueryId
 from app.rules.spec import GroupBy
 from app.units.service import subtree
@@ -52,12 +52,7 @@ def list_breakers(
     cursor: Cursor = None,
 ) -> Page[BreakerOut]:
     """Breakers, newest first; `state` reads half_open past its probation as closed."""
-    after = None
-    if cursor is not None:
-        (last,) = decode_cursor("breakers", cursor, arity=1)
-        if not isinstance(last, int):
-            raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")])
-        after = last
+    after = decode_id_cursor("breakers", cursor)
     rows = service.list_breakers(
         session,
         now=utcnow(),

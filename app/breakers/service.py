@@ -7,10 +7,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
-from app.alerts.evaluate import effective_state, stops_sql
 from app.alerts.models import Alert
 from app.breakers.models import Breaker, BreakerChange
-from app.db import insert_ignoring
+from app.breakers.state import effective_state, locked_breaker, record_change, stops_sql
 from app.errors import Conflict, Forbidden, NotFound
 from app.rules.spec import RuleSet
 
@@ -123,64 +122,30 @@ def reset(
         breaker.state = "closed"
         breaker.reset_at = now
         breaker.version += 1
-        _change(session, breaker, action="lift", before="open", actor=actor, reason=reason, now=now)
+        record_change(session, breaker, action="lift", before="open", actor=actor, reason=reason, now=now)
         return breaker
     rule = rules.get(breaker.rule_id)
     breaker.state = "half_open"
     breaker.reset_at = now
     breaker.probation_until = now + (rule.probation if rule is not None else DEFAULT_PROBATION)
     breaker.version += 1
-    _change(session, breaker, action="reset", before="open", actor=actor, reason=reason, now=now)
+    record_change(session, breaker, action="reset", before="open", actor=actor, reason=reason, now=now)
     return breaker
-
-
-def _change(
-    session: Session, breaker: Breaker, *, action: str, before: str, actor: str, reason: str, now: datetime
-) -> None:
-    session.add(
-        BreakerChange(
-            breaker_id=breaker.id,
-            action=action,
-            from_state=before,
-            to_state=breaker.state,
-            actor=actor,
-            reason=reason,
-            alert_id=breaker.alert_id,
-            at=now,
-        )
-    )
-    session.flush()
 
 
 def suspend(session: Session, alert: Alert, *, days: int, actor: str, reason: str, now: datetime) -> Breaker:
     """Stop a business unit's business for ``days`` (停业整改): a suspension breaker on the alert's subject for
     the alert's domains, opened (or extended) now."""
-    conflict = ("kind", "rule_id", "subject_type", "subject_id")
-    session.execute(
-        insert_ignoring(session, Breaker.__table__, conflict=conflict),  # type: ignore[arg-type]
-        {
-            "kind": "suspension",
-            "rule_id": alert.rule_id,
-            "subject_type": alert.subject_type,
-            "subject_id": alert.subject_id,
-            "domains": alert.domains,
-            "state": "closed",
-            "alert_id": alert.id,
-            "opened_at": now,
-            "version": 1,
-        },
+    breaker = locked_breaker(
+        session,
+        kind="suspension",
+        rule_id=alert.rule_id,
+        subject_type=alert.subject_type,
+        subject_id=alert.subject_id,
+        domains=alert.domains,
+        alert_id=alert.id,
+        now=now,
     )
-    breaker = session.scalars(
-        select(Breaker)
-        .where(
-            Breaker.kind == "suspension",
-            Breaker.rule_id == alert.rule_id,
-            Breaker.subject_type == alert.subject_type,
-            Breaker.subject_id == alert.subject_id,
-        )
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
     before = effective_state(breaker, now)
     breaker.state = "open"
     breaker.alert_id = alert.id
@@ -190,5 +155,7 @@ def suspend(session: Session, alert: Alert, *, days: int, actor: str, reason: st
     breaker.probation_until = None
     breaker.suspended_until = now + timedelta(days=days)
     breaker.version += 1
-    _change(session, breaker, action="suspend", before=before, actor=actor, reason=f"{days} days: {reason}", now=now)
+    record_change(
+        session, breaker, action="suspend", before=before, actor=actor, reason=f"{days} days: {reason}", now=now
+    )
     return breaker

@@ -6,8 +6,8 @@ from starlette.concurrency import run_in_threadpool
 from app.auth.deps import AdminKey, InspectorKey
 from app.db import Database
 from app.deps import ReadSession
-from app.errors import InvalidInput, responses
-from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.errors import responses
+from app.pagination import Cursor, Limit, Page, decode_id_cursor, encode_cursor
 from app.scans import service
 from app.scans.models import Scan
 from app.scans.schemas import ScanIn, ScanOut
@@ -62,12 +62,7 @@ def list_scans(
     _principal: InspectorKey, session: ReadSession, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[ScanOut]:
     """Scan runs with their figures, newest first."""
-    after = None
-    if cursor is not None:
-        (last,) = decode_cursor("scans", cursor, arity=1)
-        if not isinstance(last, int):
-            raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")])
-        after = last
+    after = decode_id_cursor("scans", cursor)
     rows = service.list_scans(session, limit=limit + 1, after=after)
     page = rows[:limit]
     next_cursor = encode_cursor("scans", [page[-1].id]) if len(rows) > limit else None
