@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from app.audit.cli import audit_cli
 from app.auth import service as auth_service
 from app.auth.service import Role
 from app.config import get_settings
@@ -37,6 +38,7 @@ keys_cli = typer.Typer(help="API keys: create (shown once), list, revoke.", no_a
 cli.add_typer(keys_cli, name="keys")
 rules_cli = typer.Typer(help="Rule files (预警规则).", no_args_is_help=True)
 cli.add_typer(rules_cli, name="rules")
+cli.add_typer(audit_cli, name="audit")
 console = Console(stderr=True)
 
 
@@ -104,7 +106,9 @@ def keys_create(
     db = Database(get_settings())
     try:
         with db.session(write=True) as session:
-            created = auth_service.create_key(session, name=name, role=Role(role.value), unit_id=unit)
+            created = auth_service.create_key(
+                session, name=name, role=Role(role.value), unit_id=unit, actor=f"cli:{_user()}"
+            )
             key_id = created.key.id
     except AppError as exc:
         raise _fail(exc.detail) from None
@@ -153,7 +157,7 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="the key's id, from `
     db = Database(get_settings())
     try:
         with db.session(write=True) as session:
-            key = auth_service.revoke_key(session, key_id=key_id)
+            key = auth_service.revoke_key(session, key_id=key_id, actor=f"cli:{_user()}")
             name = key.name
     except AppError as exc:
         raise _fail(exc.detail) from None

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.alerts.router import router as alerts_router
+from app.audit.router import router as audit_router
 from app.auth.service import ensure_bootstrap_admin
 from app.breakers.router import router as breakers_router
 from app.config import Settings, get_settings
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(breakers_router)
     app.include_router(scans_router)
     app.include_router(reports_router)
+    app.include_router(audit_router)
     return app
 
 

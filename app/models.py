@@ -1,6 +1,7 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
 from app.alerts.models import Alert
+from app.audit.models import AuditEntry
 from app.auth.models import ApiKey
 from app.breakers.models import Breaker, BreakerChange
 from app.db import Base
@@ -9,4 +10,16 @@ from app.rules.models import RuleGeneration
 from app.scans.models import Lease, Scan
 from app.units.models import Unit
 
-__all__ = ["Alert", "ApiKey", "Base", "Breaker", "BreakerChange", "Event", "Lease", "RuleGeneration", "Scan", "Unit"]
+__all__ = [
+    "Alert",
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Breaker",
+    "BreakerChange",
+    "Event",
+    "Lease",
+    "RuleGeneration",
+    "Scan",
+    "Unit",
+]

@@ -359,7 +359,7 @@ def raw_phase(url: str, events: list[dict[str, Any]]) -> tuple[Phase, dict[str, 
             version = str(conn.scalar(text("SHOW server_version"))) if pg else sqlite3.sqlite_version
         with db.session(write=True) as session:
             session.execute(text("TRUNCATE events" if pg else "DELETE FROM events"))
-            unit_service.register_units(session, sorted({e["operator"]["unit"] for e in events}))
+            unit_service.register_units(session, sorted({e["operator"]["unit"] for e in events}), actor="bench")
         started, received_at = time.perf_counter(), utcnow()
         parsed = [EventIn.model_validate(event) for event in events]
         service.validate(parsed, batch=True)

@@ -208,7 +208,12 @@ def prepared(kind: str, label: str, city: City) -> Iterator[Prepared]:
             with db.session(write=True) as session:
                 for unit in by_depth(city.units):
                     unit_service.put_unit(
-                        session, unit_id=unit.id, parent=unit.parent, label_zh=unit.label_zh, label_en=unit.label_en
+                        session,
+                        unit_id=unit.id,
+                        parent=unit.parent,
+                        label_zh=unit.label_zh,
+                        label_en=unit.label_en,
+                        actor="bench",
                     )
         finally:
             db.dispose()

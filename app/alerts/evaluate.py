@@ -33,6 +33,8 @@ from sqlalchemy import String, and_, column, select, text
 from sqlalchemy.orm import Session
 
 from app.alerts.models import Alert
+from app.audit import service as audit
+from app.audit.service import AuditAction
 from app.breakers.state import effective_state, locked_breaker, record_change
 from app.db import UTCDateTime
 from app.rules import sql
@@ -112,6 +114,7 @@ class Applied:
     cleared: list[int] = field(default_factory=list)
     tripped: list[int] = field(default_factory=list)  # breaker ids opened
     alert_of: dict[Key, int] = field(default_factory=dict)  # alerts written (raised, updated or cleared)
+    changes: list[tuple[str, Alert]] = field(default_factory=list)  # (audit action, alert), to record
 
     def add(self, other: Applied) -> None:
         self.raised += other.raised
@@ -119,6 +122,7 @@ class Applied:
         self.cleared += other.cleared
         self.tripped += other.tripped
         self.alert_of.update(other.alert_of)
+        self.changes += other.changes
 
 
 class Evaluator:
@@ -186,6 +190,8 @@ class Evaluator:
             trips += self._apply_rule(
                 session, rule, by_rule[rule.id], measured[rule.id], baselines, existing, applied, now=now
             )
+        _audit(session, applied.changes, actor=actor, now=now)
+        applied.changes = []
         for rule, alert in sorted(trips, key=lambda t: (t[0].id, t[1].subject_type, t[1].subject_id)):
             breaker_id = trip(session, rule, alert, actor=actor, now=now)
             if breaker_id is not None:
@@ -227,6 +233,7 @@ class Evaluator:
                 alert.updated_at = now
                 applied.cleared.append(alert.id)
                 applied.alert_of[key] = alert.id
+                applied.changes.append((AuditAction.ALERT_CLEARED, alert))
         session.flush()
         return trips
 
@@ -297,6 +304,7 @@ class Evaluator:
             session.add(alert)
             session.flush()
             applied.raised.append(alert.id)
+            applied.changes.append((AuditAction.ALERT_RAISED, alert))
             return alert, True
         new_evidence = alert.hits != hits or (tripped and not alert.tripped)
         alert.value, alert.hits, alert.evidence = value, hits, evidence
@@ -308,10 +316,39 @@ class Evaluator:
         alert.version += 1
         alert.updated_at = now
         applied.updated.append(alert.id)
+        applied.changes.append((AuditAction.ALERT_UPDATED, alert))
         return alert, new_evidence
 
 
 # --- breakers ---------------------------------------------------------------------------------------------------
+
+
+def _audit(session: Session, changes: list[tuple[str, Alert]], *, actor: str, now: datetime) -> None:
+    """Record the alerts written, as they stand at the end of the evaluation (one entry per change)."""
+    audit.record_all(
+        session,
+        [
+            audit.Change(
+                actor,
+                action,
+                "alert",
+                str(alert.id),
+                {
+                    "rule_id": alert.rule_id,
+                    "subject_type": alert.subject_type,
+                    "subject_id": alert.subject_id,
+                    "window_start": alert.window_start,
+                    "value": alert.value,
+                    "hits": alert.hits,
+                    "tripped": alert.tripped,
+                    "cleared": alert.cleared,
+                },
+                alert.unit,
+                now,
+            )
+            for action, alert in changes
+        ],
+    )
 
 
 def trip(session: Session, rule: AnyRule, alert: Alert, *, actor: str, now: datetime) -> int | None:
@@ -338,7 +375,7 @@ def trip(session: Session, rule: AnyRule, alert: Alert, *, actor: str, now: date
     reason = f"{rule.id}: value {alert.value:g} reached trip_at {rule.trip_at:g}"
     if before == "half_open":
         reason += " during probation"
-    record_change(session, breaker, action="trip", before=before, actor=actor, reason=reason, now=now)
+    record_change(session, breaker, action="trip", before=before, actor=actor, reason=reason, now=now, unit=alert.unit)
     return breaker.id
 
 

@@ -38,7 +38,7 @@ def evaluate_stored(
         found = {} if item.duplicate else evaluator.touched(shape, item.event.occurred_at)
         touched.append(found)
         keys.update(found)
-    applied = evaluator.apply(session, keys, actor=f"rules (inline, {source})", now=now)
+    applied = evaluator.apply(session, keys, actor=f"rules:{source}"[:64], now=now)
     breakers = open_breakers(session, {s for shape in shapes for s in event_subjects(shape)}, now)
     verdicts = []
     for shape, found in zip(shapes, touched, strict=True):

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.alerts import workflow
 from app.alerts.models import Alert, AlertTransition
 from app.alerts.schemas import Outcome, Stage, TransitionIn
+from app.audit import service as audit
 from app.breakers.service import suspend
 from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from app.units.models import Unit
@@ -144,6 +145,15 @@ def transition(
         alert.assignee_unit, alert.due_at = given["assignee_unit"], given["due_at"]
     alert.version += 1
     alert.updated_at = now
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.AuditAction.ALERT_MOVED,
+        object_type="alert",
+        object_id=str(alert.id),
+        data={"from": current.value, "to": move.to.value, "reason": move.reason, **details},
+        unit=alert.unit,
+    )
     if given.get("outcome") == Outcome.SUSPENSION:
         suspend(session, alert, days=given["suspension_days"], actor=actor, reason=move.reason, now=now)
     session.flush()

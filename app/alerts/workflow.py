@@ -51,8 +51,6 @@ def problems(
     for name in required:
         if name not in given:
             found.append(((name,), f"required when moving to {target.value}"))
-    if target is Stage.SUPERVISION and "due_at" in given and given["due_at"] <= now:
-        found.append((("due_at",), "must be in the future"))
     if target is Stage.INTERVIEW and "interviewees" in given and not given["interviewees"]:
         found.append((("interviewees",), "name at least one person interviewed"))
     if target is Stage.ACCOUNTABILITY and "outcome" in given:

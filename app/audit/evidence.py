@@ -2,22 +2,24 @@
 
 A checkpoint covers the events with id up to a horizon: their count and SHA-256 (hex) over the
 concatenation of their `content_hash` values (64 hex characters each, ASCII) in id order. Rows are
-streamed, never loaded at once, so a million events take seconds.
+streamed, never loaded at once: a checkpoint of a million events takes a few seconds; verifying them,
+which also rebuilds every event's content hash from its columns, about twenty.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import Table, Text, cast, select, text
 from sqlalchemy.orm import Session
 
-from app.audit.chain import event_hash
+from app.audit.chain import event_hash_with
 from app.errors import AppError
 from app.events.models import Event
 
@@ -106,6 +108,15 @@ def figures(session: Session, *, up_to: int | None) -> Figures:
     return Figures(events=count, last_event_id=last, hash=digest.hexdigest())
 
 
+# What an event's content hash is made of, with its id and stored hash (not received_at, which is not content).
+# The attributes come as JSON text, parsed here: far quicker than the driver's jsonb loader on PostgreSQL.
+_CONTENT_COLUMNS = [
+    cast(column, Text).label(column.name) if column.name == "attributes" else column
+    for column in EVENTS.c
+    if column.name != "received_at"
+]
+
+
 @dataclass(frozen=True)
 class Recount:
     """The events as they are now, measured at each horizon of the checkpoints under verification."""
@@ -121,7 +132,7 @@ def recount(session: Session, horizons: Sequence[int]) -> Recount:
     if not horizons:
         return Recount(at={}, changed=[], first_changed=None)
     bounds = sorted(set(horizons))
-    query = select(EVENTS).where(EVENTS.c.id <= bounds[-1]).order_by(EVENTS.c.id)
+    query = select(*_CONTENT_COLUMNS).where(EVENTS.c.id <= bounds[-1]).order_by(EVENTS.c.id)
     at: dict[int, Figures] = {}
     changed: list[int] = []
     first_changed: int | None = None
@@ -156,6 +167,6 @@ def recount(session: Session, horizons: Sequence[int]) -> Recount:
 
 def _rebuilt_hash(row: Any) -> str | None:
     try:
-        return event_hash(row)
+        return event_hash_with(row, json.loads(row["attributes"]))
     except (ValueError, TypeError, OverflowError):
         return None  # columns no event could have been posted with: changed

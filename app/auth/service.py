@@ -11,6 +11,7 @@ from enum import StrEnum
 from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from app.audit import service as audit
 from app.auth.models import ApiKey
 from app.db import insert_ignoring, utcnow
 from app.errors import InvalidInput, NotFound
@@ -46,7 +47,9 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(session: Session, *, name: str, role: Role, unit_id: str | None = None) -> CreatedKey:
+def create_key(
+    session: Session, *, name: str, role: Role, unit_id: str | None = None, actor: str = "cli"
+) -> CreatedKey:
     name = name.strip()
     if not name or len(name) > 64:
         raise InvalidInput([(("name",), "a key name is 1 to 64 characters")])
@@ -66,6 +69,14 @@ def create_key(session: Session, *, name: str, role: Role, unit_id: str | None =
     )
     session.add(key)
     session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.AuditAction.KEY_CREATED,
+        object_type="key",
+        object_id=str(key.id),
+        data={"name": key.name, "role": key.role, "unit": key.unit_id, "prefix": key.prefix},
+    )
     return CreatedKey(key=key, secret=secret)
 
 
@@ -76,13 +87,21 @@ def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey
     return list(session.scalars(query))
 
 
-def revoke_key(session: Session, *, key_id: int) -> ApiKey:
+def revoke_key(session: Session, *, key_id: int, actor: str = "cli") -> ApiKey:
     key = session.get(ApiKey, key_id)
     if key is None:
         raise NotFound(f"no API key with id {key_id}")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         session.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action=audit.AuditAction.KEY_REVOKED,
+            object_type="key",
+            object_id=str(key.id),
+            data={"name": key.name, "role": key.role},
+        )
     return key
 
 
@@ -111,7 +130,20 @@ def ensure_bootstrap_admin(session: Session, secret: str) -> None:
         "prefix": secret[:9],
         "created_at": utcnow(),
     }
-    session.connection().execute(insert_ignoring(session, API_KEYS, conflict=("key_hash",)), values)
+    created = (
+        session.connection()
+        .execute(insert_ignoring(session, API_KEYS, conflict=("key_hash",), returning=("id",)), values)
+        .first()
+    )
+    if created is not None:
+        audit.record(
+            session,
+            actor="bootstrap",
+            action=audit.AuditAction.KEY_CREATED,
+            object_type="key",
+            object_id=str(created.id),
+            data={"name": BOOTSTRAP_KEY_NAME, "role": Role.ADMIN.value, "from": "SUPERVISION_BOOTSTRAP_ADMIN_KEY"},
+        )
     session.execute(
         update(ApiKey).where(ApiKey.key_hash == digest).values(role=Role.ADMIN.value, revoked_at=None, unit_id=None)
     )

@@ -122,15 +122,22 @@ def reset(
         breaker.state = "closed"
         breaker.reset_at = now
         breaker.version += 1
-        record_change(session, breaker, action="lift", before="open", actor=actor, reason=reason, now=now)
+        unit = _unit(session, breaker)
+        record_change(session, breaker, action="lift", before="open", actor=actor, reason=reason, now=now, unit=unit)
         return breaker
     rule = rules.get(breaker.rule_id)
     breaker.state = "half_open"
     breaker.reset_at = now
     breaker.probation_until = now + (rule.probation if rule is not None else DEFAULT_PROBATION)
     breaker.version += 1
-    record_change(session, breaker, action="reset", before="open", actor=actor, reason=reason, now=now)
+    unit = _unit(session, breaker)
+    record_change(session, breaker, action="reset", before="open", actor=actor, reason=reason, now=now, unit=unit)
     return breaker
+
+
+def _unit(session: Session, breaker: Breaker) -> str | None:
+    """The org unit of the breaker's alert (who may see its audit entries)."""
+    return session.scalar(select(Alert.unit).where(Alert.id == breaker.alert_id))
 
 
 def suspend(session: Session, alert: Alert, *, days: int, actor: str, reason: str, now: datetime) -> Breaker:
@@ -155,7 +162,6 @@ def suspend(session: Session, alert: Alert, *, days: int, actor: str, reason: st
     breaker.probation_until = None
     breaker.suspended_until = now + timedelta(days=days)
     breaker.version += 1
-    record_change(
-        session, breaker, action="suspend", before=before, actor=actor, reason=f"{days} days: {reason}", now=now
-    )
+    why = f"{days} days: {reason}"
+    record_change(session, breaker, action="suspend", before=before, actor=actor, reason=why, now=now, unit=alert.unit)
     return breaker

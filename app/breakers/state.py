@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
+from app.audit import service as audit
 from app.breakers.models import Breaker, BreakerChange
 from app.db import insert_ignoring
 from app.rules.engine import subject_of
 from app.rules.spec import GroupBy
 
 _IDENTITY = ("kind", "rule_id", "subject_type", "subject_id")
+_PAST = {"trip": "tripped", "reset": "reset", "suspend": "suspended", "lift": "lifted"}
 
 
 def effective_state(breaker: Breaker, now: datetime) -> str:
@@ -68,9 +70,37 @@ def locked_breaker(
 
 
 def record_change(
-    session: Session, breaker: Breaker, *, action: str, before: str, actor: str, reason: str, now: datetime
+    session: Session,
+    breaker: Breaker,
+    *,
+    action: str,
+    before: str,
+    actor: str,
+    reason: str,
+    now: datetime,
+    unit: str | None,
 ) -> None:
-    """Keep a trip, reset, suspension or lift: from which state to the breaker's state now, who, why."""
+    """Keep a trip, reset, suspension or lift: from which state to the breaker's state now, who, why; in the
+    breaker's history and in the audit trail (``unit``: the org unit of the breaker's alert)."""
+    audit.record(
+        session,
+        actor=actor,
+        action=f"breaker.{_PAST[action]}",
+        object_type="breaker",
+        object_id=str(breaker.id),
+        data={
+            "kind": breaker.kind,
+            "rule_id": breaker.rule_id,
+            "subject_type": breaker.subject_type,
+            "subject_id": breaker.subject_id,
+            "from": before,
+            "to": breaker.state,
+            "reason": reason,
+            "alert_id": breaker.alert_id,
+        },
+        unit=unit,
+        at=now,
+    )
     session.add(
         BreakerChange(
             breaker_id=breaker.id,

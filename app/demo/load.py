@@ -49,7 +49,12 @@ def _register_city(db: Database, city: City) -> None:
     with db.session(write=True) as session:
         for unit in _by_depth(city.units):
             unit_service.put_unit(
-                session, unit_id=unit.id, parent=unit.parent, label_zh=unit.label_zh, label_en=unit.label_en
+                session,
+                unit_id=unit.id,
+                parent=unit.parent,
+                label_zh=unit.label_zh,
+                label_en=unit.label_en,
+                actor="demo",
             )
 
 

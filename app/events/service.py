@@ -138,7 +138,7 @@ def ingest(session: Session, *, source: str, events: Sequence[EventIn], batch: b
         rows[key] = row
         index_of[key] = index
 
-    unit_service.register_units(session, sorted({row["operator_unit"] for row in rows.values()}))
+    unit_service.register_units(session, sorted({row["operator_unit"] for row in rows.values()}), actor=source)
 
     # A fixed order (by source_event_id) means concurrent batches lock rows in the same order and
     # cannot deadlock each other on PostgreSQL.

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.audit import service as audit
 from app.db import Database, after_commit, utcnow
 from app.errors import InvalidInput, Loc
 from app.jsonutil import canonical_hash
@@ -97,6 +98,14 @@ class RulesInForce:
         generation = RuleGeneration(digest=digest(rules), rules=len(rules), actor=actor, created_at=utcnow())
         session.add(generation)
         session.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action=audit.AuditAction.RULES_RELOADED,
+            object_type="rules",
+            object_id=str(generation.id),
+            data={"digest": generation.digest, "rules": generation.rules, "ids": list(rules.ids)},
+        )
 
         def adopt() -> None:
             with self._lock:

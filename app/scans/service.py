@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from app.alerts.evaluate import Applied, Evaluator, Key
 from app.alerts.models import Alert
 from app.alerts.service import overdue_sql
+from app.audit.service import seal_pending, take_checkpoint
 from app.config import Settings
 from app.db import Database, insert_ignoring, utcnow
 from app.errors import NotFound
@@ -189,6 +190,8 @@ def run_scan(
         scan.duration_ms = int((time.perf_counter() - started) * 1000)
         session.flush()
         session.expunge(scan)
+    # The events this scan read become evidence: a checkpoint of them closes the scan (outside any lock).
+    take_checkpoint(db, actor=f"scan {scan_id}")
     log.info(
         "scan done",
         extra={"scan_id": scan_id, "raised": scan.alerts_raised, "updated": scan.alerts_updated},
@@ -252,6 +255,7 @@ async def periodic_scans(db: Database, rules: RulesInForce, settings: Settings) 
     while True:
         await asyncio.sleep(poll)
         try:
+            await run_in_threadpool(seal_pending, db)  # chain what ingest recorded since
             if await run_in_threadpool(claim, db, name=PERIODIC, every=every, holder=holder):
                 await run_in_threadpool(
                     run_scan, db, rules.current(db), settings.zone, trigger="periodic", actor=holder

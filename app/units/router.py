@@ -30,10 +30,15 @@ def unit_out(unit: Unit) -> UnitOut:
     "/{unit_id}",
     responses={201: {"model": UnitOut, "description": "created"}, **responses(401, 403, 422)},
 )
-def put_unit(unit_id: PathId, body: UnitIn, _admin: AdminKey, session: WriteSession, response: Response) -> UnitOut:
+def put_unit(unit_id: PathId, body: UnitIn, admin: AdminKey, session: WriteSession, response: Response) -> UnitOut:
     """Create or replace an org unit (200 replaced, 201 created)."""
     saved = service.put_unit(
-        session, unit_id=unit_id, parent=body.parent, label_zh=body.label_zh, label_en=body.label_en
+        session,
+        unit_id=unit_id,
+        parent=body.parent,
+        label_zh=body.label_zh,
+        label_en=body.label_en,
+        actor=admin.name,
     )
     if saved.created:
         response.status_code = 201

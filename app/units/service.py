@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, Table, func, literal, select, update
 from sqlalchemy.orm import Session
 
+from app.audit import service as audit
 from app.db import insert_ignoring, utcnow
 from app.errors import InvalidInput, NotFound
 from app.units.models import Unit
@@ -18,7 +19,7 @@ UNITS: Table = Unit.__table__  # type: ignore[assignment]
 TREE_LOCK = 0x5E_0001
 
 
-def register_units(session: Session, unit_ids: Sequence[str]) -> None:
+def register_units(session: Session, unit_ids: Sequence[str], *, actor: str) -> None:
     """Register units an event names but nobody registered yet, as top-level units."""
     if not unit_ids:
         return
@@ -27,7 +28,15 @@ def register_units(session: Session, unit_ids: Sequence[str]) -> None:
         {"id": unit_id, "parent_id": None, "registered_by": "event", "created_at": now, "updated_at": now}
         for unit_id in sorted(set(unit_ids))
     ]
-    session.connection().execute(insert_ignoring(session, UNITS, conflict=("id",)), rows)
+    statement = insert_ignoring(session, UNITS, conflict=("id",), returning=("id",))
+    created = [row.id for row in session.connection().execute(statement, rows)]
+    audit.record_all(
+        session,
+        [
+            audit.Change(actor, audit.AuditAction.UNIT_CHANGED, "unit", unit_id, {"registered_by": "event"}, unit_id)
+            for unit_id in created
+        ],
+    )
 
 
 def subtree(unit_id: str, *, name: str = "unit_tree") -> Select[tuple[str]]:
@@ -55,7 +64,13 @@ class Saved:
 
 
 def put_unit(
-    session: Session, *, unit_id: str, parent: str | None, label_zh: str | None, label_en: str | None
+    session: Session,
+    *,
+    unit_id: str,
+    parent: str | None,
+    label_zh: str | None,
+    label_en: str | None,
+    actor: str,
 ) -> Saved:
     """Create or replace a unit; its parent must exist and the tree must stay a tree."""
     if session.get_bind().dialect.name == "postgresql":
@@ -80,6 +95,15 @@ def put_unit(
         session.execute(update(Unit).where(Unit.id == unit_id).values(updated_at=now, **values))
     unit = session.get(Unit, unit_id, populate_existing=True)
     assert unit is not None
+    audit.record(
+        session,
+        actor=actor,
+        action=audit.AuditAction.UNIT_CHANGED,
+        object_type="unit",
+        object_id=unit_id,
+        data={"created": created is not None, "parent": parent, "label_zh": label_zh, "label_en": label_en},
+        unit=unit_id,
+    )
     return Saved(unit=unit, created=created is not None)
 
 
