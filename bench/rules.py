@@ -83,8 +83,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings
 from app.db import Database
-from app.demo.city import City, Unit, build_city
+from app.demo.city import City, build_city
 from app.demo.generate import DEFAULT_SEED, DEMO_START, DemoEvent, generate
+from app.demo.load import by_depth
 from app.events import service
 from app.events.schemas import EventIn
 from app.rules.loader import load_rules
@@ -179,17 +180,6 @@ class Prepared:
     tmp: Path
     env: dict[str, str]
     key: str
-
-
-def by_depth(units: tuple[Unit, ...]) -> list[Unit]:
-    """Parents before children."""
-    parent = {unit.id: unit.parent for unit in units}
-
-    def depth(unit_id: str) -> int:
-        above = parent.get(unit_id)
-        return 0 if above is None else 1 + depth(above)
-
-    return sorted(units, key=lambda unit: (depth(unit.id), unit.id))
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ class DemoSummary:
     already_loaded: bool
 
 
-def _by_depth(units: tuple[Unit, ...]) -> list[Unit]:
+def by_depth(units: tuple[Unit, ...]) -> list[Unit]:
     """Parents before children, so every PUT finds its parent registered."""
     parent = {unit.id: unit.parent for unit in units}
 
@@ -47,7 +47,7 @@ def _by_depth(units: tuple[Unit, ...]) -> list[Unit]:
 
 def _register_city(db: Database, city: City) -> None:
     with db.session(write=True) as session:
-        for unit in _by_depth(city.units):
+        for unit in by_depth(city.units):
             unit_service.put_unit(
                 session,
                 unit_id=unit.id,
