@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from app.alerts.evaluate import Applied, Evaluator, Key
 from app.alerts.models import Alert
 from app.alerts.service import overdue_sql
+from app.audit import service as audit
 from app.audit.service import seal_pending, take_checkpoint
 from app.config import Settings
 from app.db import Database, insert_ignoring, utcnow
@@ -175,7 +176,7 @@ def run_scan(
             )
         raise
     with db.session(write=True) as session:
-        overdue = flag_overdue(session, now=utcnow())
+        overdue = flag_overdue(session, now=utcnow(), actor=f"scan {scan_id}")
         scan = session.get_one(Scan, scan_id)
         scan.overdue_flagged = len(overdue)
         scan.status = "done"
@@ -199,14 +200,28 @@ def run_scan(
     return scan
 
 
-def flag_overdue(session: Session, *, now: datetime) -> list[int]:
-    """Mark the supervisions that have passed their due time since the last scan; their ids."""
-    found = list(
-        session.scalars(select(Alert.id).where(overdue_sql(now), Alert.overdue_flagged_at.is_(None)).with_for_update())
-    )
+def flag_overdue(session: Session, *, now: datetime, actor: str) -> list[int]:
+    """Mark the supervisions that have passed their due time since the last scan (audited); their ids."""
+    query = select(Alert.id, Alert.unit, Alert.due_at, Alert.assignee_unit)
+    found = list(session.execute(query.where(overdue_sql(now), Alert.overdue_flagged_at.is_(None)).with_for_update()))
     if found:
-        session.execute(update(Alert).where(Alert.id.in_(found)).values(overdue_flagged_at=now))
-    return found
+        session.execute(update(Alert).where(Alert.id.in_([row.id for row in found])).values(overdue_flagged_at=now))
+        audit.record_all(
+            session,
+            [
+                audit.Change(
+                    actor,
+                    "alert.overdue",
+                    "alert",
+                    str(row.id),
+                    {"due_at": row.due_at, "assignee_unit": row.assignee_unit},
+                    row.unit,
+                    now,
+                )
+                for row in found
+            ],
+        )
+    return [row.id for row in found]
 
 
 def list_scans(session: Session, *, limit: int, after: int | None) -> list[Scan]:

@@ -152,6 +152,8 @@ def test_overdue_supervisions_are_counted_flagged_and_measured(
     second = rclient.post("/v1/scans", json={}, headers=bearer(admin_key)).json()
     assert (first["overdue_flagged"], second["overdue_flagged"]) == (1, 0)
     assert "supervision_alerts_overdue 1.0" in rclient.get("/metrics").text
+    flagged = rclient.get("/v1/audit", params={"action": "alert.overdue"}, headers=bearer(admin_key)).json()["items"]
+    assert [entry["object_id"] for entry in flagged] == [str(a3)]
 
 
 def test_csv_has_a_header_row_and_the_same_figures(
