@@ -40,7 +40,7 @@ from app.db import UTCDateTime
 from app.rules import sql
 from app.rules.engine import subject_of
 from app.rules.spec import AnyRule, GroupBy, RuleSet, SpikeRule
-from app.rules.windows import Window, window_of
+from app.rules.windows import Window, WindowGrid
 
 # (rule id, subject, window start)
 Key = tuple[str, str, datetime]
@@ -95,16 +95,6 @@ def _lock_id(key: Key) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def following(window: Window, count: int, length: timedelta, zone: tzinfo) -> list[Window]:
-    """The ``count`` windows right after ``window`` (those whose spike baseline includes it)."""
-    found: list[Window] = []
-    current = window
-    for _ in range(count):
-        current = window_of(current.end, length, zone)
-        found.append(current)
-    return found
-
-
 @dataclass
 class Applied:
     """What bringing a set of keys in line changed."""
@@ -131,9 +121,14 @@ class Evaluator:
     def __init__(self, rules: RuleSet, zone: tzinfo) -> None:
         self.rules = rules
         self.zone = zone
+        self._grids: dict[timedelta, WindowGrid] = {}
 
-    def window(self, rule: AnyRule, at: datetime) -> Window:
-        return window_of(at, rule.window, self.zone)
+    def grid(self, rule: AnyRule) -> WindowGrid:
+        """The windows of the rule's length met so far (one evaluator serves one request)."""
+        grid = self._grids.get(rule.window)
+        if grid is None:
+            grid = self._grids[rule.window] = WindowGrid(rule.window, self.zone)
+        return grid
 
     # --- which keys an event touches ------------------------------------------------------------------------
 
@@ -146,10 +141,11 @@ class Evaluator:
             subject = subject_of(rule.group_by, event)
             if subject is None:
                 continue
-            window = self.window(rule, at)
+            grid = self.grid(rule)
+            window = grid.window(at)
             keys[(rule.id, subject, window.start)] = window
             if isinstance(rule, SpikeRule):
-                for later in following(window, rule.baseline_windows, rule.window, self.zone):
+                for later in grid.after(window, rule.baseline_windows):
                     keys[(rule.id, subject, later.start)] = later
         return keys
 
@@ -181,7 +177,7 @@ class Evaluator:
             for key, window in by_rule[rule.id].items():
                 needed[(key[1], window.start)] = (key[1], window)
                 if isinstance(rule, SpikeRule):
-                    baselines[key] = base = sql.baseline_windows(rule, window, self.zone)
+                    baselines[key] = base = self.grid(rule).before(window, rule.baseline_windows)
                     for w in base:
                         needed[(key[1], w.start)] = (key[1], w)
         measured = sql.measure_many(connection, self.zone, {rule: needed.values() for rule, needed in wanted.items()})
@@ -379,4 +375,4 @@ def trip(session: Session, rule: AnyRule, alert: Alert, *, actor: str, now: date
     return breaker.id
 
 
-__all__ = ["Applied", "Evaluator", "Key", "domains_text", "following", "trip"]
+__all__ = ["Applied", "Evaluator", "Key", "domains_text", "trip"]

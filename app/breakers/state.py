@@ -145,4 +145,11 @@ def covers(breaker: Breaker, event: Mapping[str, Any]) -> bool:
 
 
 def event_subjects(event: Mapping[str, Any]) -> set[str]:
-    return {s for g in GroupBy if (s := subject_of(g, event)) is not None}
+    """Every id the event could count for under some group_by (a superset is fine: `covers` decides)."""
+    operator = event["operator"]
+    business_unit = event.get("business_unit")
+    found = {operator["id"], operator["unit"], operator.get("responsible_officer"), event.get("agent_id")}
+    if business_unit is not None:
+        found.add(business_unit["id"])
+    found.discard(None)
+    return found

@@ -50,10 +50,9 @@ from __future__ import annotations
 
 import json
 import math
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from app.rules.filters import getter
@@ -67,7 +66,7 @@ from app.rules.spec import (
     SpikeRule,
     SumRule,
 )
-from app.rules.windows import Window, previous, window_of
+from app.rules.windows import Window, WindowGrid, previous
 
 __all__ = ["Event", "EventId", "Finding", "evaluate", "occurred_at", "subject_of", "subjects", "values"]
 
@@ -226,37 +225,13 @@ _Evaluation = tuple[str, Window, float, list[_Item]]
 _Buckets = dict[tuple[str, datetime], list[_Item]]
 
 
-class _WindowGrid:
-    """The windows met so far, sorted: since windows partition the timeline, an instant is looked up by
-    bisection and window_of (a few microseconds) runs once per window instead of once per event."""
-
-    __slots__ = ("_ends", "_starts", "by_start", "length", "zone")
-
-    def __init__(self, length: timedelta, zone: tzinfo) -> None:
-        self.length = length
-        self.zone = zone
-        self._starts: list[datetime] = []
-        self._ends: list[datetime] = []
-        self.by_start: dict[datetime, Window] = {}
-
-    def window(self, at: datetime) -> Window:
-        i = bisect_right(self._starts, at) - 1
-        if i >= 0 and at < self._ends[i]:
-            return self.by_start[self._starts[i]]
-        found = window_of(at, self.length, self.zone)
-        self._starts.insert(i + 1, found.start)
-        self._ends.insert(i + 1, found.end)
-        self.by_start[found.start] = found
-        return found
-
-
 def _buckets(rule: AnyRule, events: Iterable[Event], zone: tzinfo) -> tuple[_Buckets, dict[datetime, Window]]:
     """The considered events bucketed by (subject, window start), and the windows by start; one pass."""
     domains = frozenset(str(domain.value) for domain in rule.domains)
     matches = rule.filter.matches
     subject = _SUBJECT_OF[rule.group_by]
     length = rule.window
-    grid = _WindowGrid(length, zone)
+    grid = WindowGrid(length, zone)
     buckets: _Buckets = {}
     for event in events:
         if event.get("domain") not in domains or not matches(event):

@@ -74,7 +74,6 @@ __all__ = [
     "EVIDENCE_CAP",
     "Aggregate",
     "Key",
-    "baseline_windows",
     "evidence",
     "measure_keys",
     "measure_many",
@@ -584,10 +583,6 @@ def _run(
     for member, subject, ws, n, hits, part, first_at, last_at in connection.execute(statement, parameters):
         aggregate = Aggregate(int(n), int(hits or 0), float(part or 0), first_at, last_at)
         found[members[member][0].id][(subject, _window_start(connection, ws))] = aggregate
-
-
-def baseline_windows(rule: SpikeRule, window: Window, zone: tzinfo) -> list[Window]:
-    return previous(window, rule.baseline_windows, rule.window, zone)
 
 
 def value_of(

@@ -50,12 +50,13 @@ call costs two zone conversions, a little arithmetic and two cached look-ups (a 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 
-__all__ = ["EPOCH_LOCAL", "Window", "offsets_between", "previous", "window_of", "windows_between"]
+__all__ = ["EPOCH_LOCAL", "Window", "WindowGrid", "offsets_between", "previous", "window_of", "windows_between"]
 
 EPOCH_LOCAL = datetime(1970, 1, 5)
 """Local wall-clock origin of every window grid: Monday 1970-01-05 00:00 (naive: it is local time)."""
@@ -88,6 +89,47 @@ class Window:
     def duration(self) -> timedelta:
         """Real elapsed time covered (``L``, except around offset changes)."""
         return self.end - self.start
+
+
+class WindowGrid:
+    """The windows met so far, sorted: since windows partition the timeline, an instant is looked up by
+    bisection and window_of (a few microseconds) runs once per window instead of once per event."""
+
+    __slots__ = ("_ends", "_starts", "by_start", "length", "zone")
+
+    def __init__(self, length: timedelta, zone: tzinfo) -> None:
+        self.length = length
+        self.zone = zone
+        self._starts: list[datetime] = []
+        self._ends: list[datetime] = []
+        self.by_start: dict[datetime, Window] = {}
+
+    def window(self, at: datetime) -> Window:
+        """The window holding the aware instant ``at`` (``window_of``, remembered)."""
+        i = bisect_right(self._starts, at) - 1
+        if i >= 0 and at < self._ends[i]:
+            return self.by_start[self._starts[i]]
+        found = window_of(at, self.length, self.zone)
+        self._starts.insert(i + 1, found.start)
+        self._ends.insert(i + 1, found.end)
+        self.by_start[found.start] = found
+        return found
+
+    def after(self, window: Window, count: int) -> list[Window]:
+        """The ``count`` windows right after ``window``, nearest first."""
+        found: list[Window] = []
+        for _ in range(count):
+            window = self.window(window.end)
+            found.append(window)
+        return found
+
+    def before(self, window: Window, count: int) -> list[Window]:
+        """The ``count`` windows right before ``window``, nearest first (``previous``)."""
+        found: list[Window] = []
+        for _ in range(count):
+            window = self.window(window.start - _TICK)
+            found.append(window)
+        return found
 
 
 def window_of(at: datetime, length: timedelta, zone: tzinfo) -> Window:

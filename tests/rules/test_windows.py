@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.rules.windows import EPOCH_LOCAL, Window, previous, window_of, windows_between
+from app.rules.windows import EPOCH_LOCAL, Window, WindowGrid, previous, window_of, windows_between
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -445,3 +445,19 @@ def test_windows_partition_the_timeline(data: st.DataObject, zone: ZoneInfo, len
     # Its real length is the nominal one, give or take the offset changes inside it.
     assert abs(window.duration - length) <= timedelta(hours=2)
     assert previous(following, 2, length, zone) == [window, preceding]
+
+
+@pytest.mark.parametrize("zone_name", ["Asia/Shanghai", "America/New_York", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("length", [timedelta(minutes=15), timedelta(hours=1), timedelta(days=1)])
+def test_a_grid_remembers_exactly_the_windows_window_of_finds(zone_name: str, length: timedelta) -> None:
+    zone = ZoneInfo(zone_name)
+    grid = WindowGrid(length, zone)
+    start = datetime(2026, 11, 1, 4, 0, tzinfo=UTC)  # New York's clocks go back at 06:00 UTC that day
+    for minutes in list(range(0, 600, 7)) + list(range(599, 0, -13)):
+        at = start + timedelta(minutes=minutes)
+        assert grid.window(at) == window_of(at, length, zone)
+    window = window_of(start + timedelta(hours=2), length, zone)
+    assert grid.before(window, 5) == previous(window, 5, length, zone)
+    after = grid.after(window, 5)
+    assert [w.start for w in after] == [window.end, *(w.end for w in after[:-1])]
+    assert after == [window_of(w.start, length, zone) for w in after]
