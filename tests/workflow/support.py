@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from httpx2 import Response
 
-from app.config import Settings
-from app.main import create_app
+from tests.alerts.test_router import COUNT_RULE as OPERATOR_RULE
+from tests.alerts.test_router import app_client, police, write_rules
 from tests.factories import bearer, make_event
 
-# Warns at 3 registrations by one operator in an hour, trips at 4.
-OPERATOR_RULE = """\
-- id: t-count
-  type: count
-  label_zh: 测试-单小时上户
-  label_en: test - registrations in an hour
-  domains: [vehicle_registration]
-  filter: {action: register}
-  group_by: operator
-  window: 1h
-  warn_at: 3
-  trip_at: 4
-  severity: high
-  probation: 1h
-"""
+# OPERATOR_RULE (the alerts tests' t-count) warns at 3 registrations by one operator in an hour, trips at 4.
+__all__ = ["OPERATOR_RULE", "app_client", "police", "write_rules"]
 
 # Warns at 2 inspections by one business unit in an hour; no trip_at, so only a suspension stops it.
 STATION_RULE = """\
@@ -45,20 +31,6 @@ STATION_RULE = """\
 
 
 ASSIGNEE = "DD1"  # a registered org unit that supervisions are assigned to
-
-
-def write_rules(folder: Path, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "test.yaml").write_text(text, encoding="utf-8")
-    return folder
-
-
-def app_client(settings: Settings, rules_dir: Path) -> TestClient:
-    return TestClient(create_app(settings.model_copy(update={"rules_dir": rules_dir})))
-
-
-def police(operator_id: str = "OP1", unit: str = "U1") -> dict[str, Any]:
-    return {"id": operator_id, "kind": "police", "unit": unit, "responsible_officer": None}
 
 
 def registration(minute: int, operator: dict[str, Any], hour: int = 9) -> dict[str, Any]:
