@@ -17,7 +17,8 @@ OPEN_ORDER = (Stage.WARNING, Stage.SUPERVISION, Stage.INTERVIEW, Stage.ACCOUNTAB
 FINAL = frozenset({Stage.CLOSED, Stage.DISMISSED})
 
 
-PEOPLE_OUTCOMES = frozenset(Outcome) - {Outcome.SUSPENSION}
+# Outcomes for people (an accountability of a business unit is a suspension), in the order reports list them.
+PEOPLE_OUTCOMES = tuple(o.value for o in Outcome if o is not Outcome.SUSPENSION)
 
 # The fields a target stage takes (all required except where noted in `problems`).
 FIELDS: Mapping[Stage, tuple[str, ...]] = {

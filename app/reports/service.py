@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.alerts.models import Alert, AlertTransition
 from app.alerts.schemas import InterviewLevel, Outcome, Stage
 from app.alerts.service import overdue_sql
+from app.alerts.workflow import PEOPLE_OUTCOMES
 from app.errors import InvalidInput
 from app.events.domains import Domain
 
@@ -26,7 +27,6 @@ GROUPS = ("unit", "domain", "rule")
 KINDS = ("police", "auxiliary", "staff")
 REACHED = (Stage.SUPERVISION, Stage.INTERVIEW, Stage.ACCOUNTABILITY, Stage.CLOSED, Stage.DISMISSED)
 STAYS = (Stage.WARNING, Stage.SUPERVISION, Stage.INTERVIEW, Stage.ACCOUNTABILITY)
-PEOPLE_OUTCOMES = tuple(o.value for o in Outcome if o is not Outcome.SUSPENSION)
 _PERIOD = re.compile(r"^(\d{4})(?:-(\d{2})|-Q([1-4]))?$")
 
 

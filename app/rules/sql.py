@@ -75,7 +75,6 @@ __all__ = [
     "Aggregate",
     "Key",
     "evidence",
-    "measure_keys",
     "measure_many",
     "measure_windows",
     "same_value",
@@ -539,17 +538,11 @@ def _window_index(window: Window, offset_s: int, length_s: int) -> int:
     return (seconds + offset_s - _EPOCH_S) // length_s
 
 
-def measure_keys(
-    connection: Connection, rule: AnyRule, zone: tzinfo, keys: Iterable[tuple[str, Window]]
-) -> dict[Key, Aggregate]:
-    """The aggregates of the given (subject, window) pairs (absent: no considered event there)."""
-    return measure_many(connection, zone, {rule: keys})[rule.id]
-
-
 def measure_many(
     connection: Connection, zone: tzinfo, wanted: Mapping[AnyRule, Iterable[tuple[str, Window]]]
 ) -> dict[str, dict[Key, Aggregate]]:
-    """:func:`measure_keys` for several rules, in one statement when they are few keys (the inline case)."""
+    """The aggregates of the given (subject, window) pairs of each rule (absent: no considered event there),
+    in one statement when they are few keys (the inline case)."""
     dialect = connection.dialect.name
     found: dict[str, dict[Key, Aggregate]] = {rule.id: {} for rule in wanted}
     members: list[tuple[AnyRule, Offsets]] = []
