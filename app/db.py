@@ -10,11 +10,12 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, Table, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Numeric, Table, Text, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
@@ -63,6 +64,66 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class ExactDecimal(TypeDecorator[Decimal]):
+    """An exact decimal number: NUMERIC on PostgreSQL, its decimal text on SQLite (whose NUMERIC is a float).
+
+    On SQLite, arithmetic on these values goes through the ``decimal_add`` and ``decimal_sum`` functions
+    every connection registers (see ``_configure_sqlite``), so sums never drift.
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+
+def decimal_of(value: Any) -> Decimal | None:
+    """A number as an exact decimal (a float by its shortest round-tripping text, as JSON wrote it)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, int | float):
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _decimal_add(a: Any, b: Any) -> str | None:
+    left, right = decimal_of(a), decimal_of(b)
+    if left is None or right is None:
+        return None if left is None and right is None else str(left if right is None else right)
+    return str(left + right)
+
+
+class _DecimalSum:
+    """SQLite aggregate ``decimal_sum(x)``: the exact sum of the numbers among x, as decimal text (NULL: none)."""
+
+    def __init__(self) -> None:
+        self.total: Decimal | None = None
+
+    def step(self, value: Any) -> None:
+        number = decimal_of(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is not None:
+            self.total = number if self.total is None else self.total + number
+
+    def finalize(self) -> str | None:
+        return None if self.total is None else str(self.total)
+
+
 AFTER_COMMIT = "supervision.after_commit"
 
 
@@ -99,6 +160,8 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        dbapi_connection.create_function("decimal_add", 2, _decimal_add, deterministic=True)
+        dbapi_connection.create_aggregate("decimal_sum", 1, _DecimalSum)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:

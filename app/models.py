@@ -6,7 +6,7 @@ from app.auth.models import ApiKey
 from app.breakers.models import Breaker, BreakerChange
 from app.db import Base
 from app.events.models import Event
-from app.rules.models import RuleGeneration
+from app.rules.models import RuleBuild, RuleGeneration, RuleWindow, RuleWindowValue
 from app.scans.models import Lease, Scan
 from app.units.models import Unit
 
@@ -19,7 +19,10 @@ __all__ = [
     "BreakerChange",
     "Event",
     "Lease",
+    "RuleBuild",
     "RuleGeneration",
+    "RuleWindow",
+    "RuleWindowValue",
     "Scan",
     "Unit",
 ]

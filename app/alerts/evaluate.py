@@ -1,19 +1,21 @@
 """Bringing alerts and breakers in line with the stored events, for given (rule, subject, window) keys.
 
-This is the one place alerts are written, whether an event was just stored (inline, in the ingest
-transaction) or a scan found a window to fix. For each key it measures the window with SQL
-(:mod:`app.rules.sql`, which agrees with the reference evaluator), then raises, updates, clears or
-un-clears the key's alert, and trips the subject's breaker when the value reaches ``trip_at``.
+This is the one place alerts are written, whether events were just stored (inline, in the ingest
+transaction) or a scan found a window to fix. Each key's figures come from its aggregate row
+(:mod:`app.rules.aggregates`): inline, the new events' share is added to the rows by one upsert whose
+``RETURNING`` gives the windows' new figures, so the cost per event does not grow with the window;
+a scan reads the rows it has checked against the events. Then each key's alert is raised, updated,
+cleared or un-cleared, and the subject's breaker trips when the value reaches ``trip_at``. A cleared
+alert keeps following its window: its value, hits and evidence change with it.
 
-Concurrency. Two transactions that each add an event to one window must not both measure it without
+Concurrency. Two transactions that each add an event to one window must not both decide on it without
 the other's event (each would see a value below the threshold and no alert would be raised), nor both
-raise its alert. So a transaction takes a lock per key before measuring, in one global order (no
-deadlock), and holds it until it commits: the second one measures after the first committed and sees
-both events. On PostgreSQL the locks are transaction-level advisory locks on a 64-bit hash of the key
-(a collision only serialises two unrelated keys); each statement of a READ COMMITTED transaction sees
-what committed before it started, so the measurement taken after the lock is complete. On SQLite
-writers are already serialised (``BEGIN IMMEDIATE``). A ``spike`` window's value also depends on the
-windows before it, so an event locks and re-measures the windows that use its window as baseline.
+raise its alert. So a transaction takes a lock per key before adding to the rows, in one global order
+(no deadlock), and holds it until it commits: the second one's upsert returns figures that include the
+first one's events. On PostgreSQL the locks are transaction-level advisory locks on a 64-bit hash of the
+key (a collision only serialises two unrelated keys), taken with the rules' build locks (shared); on
+SQLite writers are already serialised (``BEGIN IMMEDIATE``). A ``spike`` window's value also depends on
+the windows before it, so an event locks and re-decides the windows that use its window as baseline.
 
 Breakers trip when an alert's value reaches ``trip_at`` because of new evidence (the alert is new, its
 hits changed, or it has just become tripped), not when a scan re-measures an unchanged window: a reset
@@ -22,7 +24,6 @@ breaker is re-opened by new business, not by history it has already answered for
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,18 +38,14 @@ from app.audit import service as audit
 from app.audit.service import AuditAction
 from app.breakers.state import effective_state, locked_breaker, record_change
 from app.db import UTCDateTime
-from app.rules import sql
+from app.rules import aggregates, sql
+from app.rules.aggregates import Delta
 from app.rules.engine import subject_of
 from app.rules.spec import AnyRule, GroupBy, RuleSet, SpikeRule
 from app.rules.windows import Window, WindowGrid
 
 # (rule id, subject, window start)
 Key = tuple[str, str, datetime]
-
-_LOCK = text(
-    "SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, i) ORDER BY i"
-)
-
 
 # The stored alerts of a set of keys: one prepared statement whatever the number of keys (arrays on
 # PostgreSQL, one JSON text on SQLite), instead of three parameters a key.
@@ -89,12 +86,6 @@ def domains_text(rule: AnyRule) -> str:
     return "," + ",".join(str(domain.value) for domain in rule.domains) + ","
 
 
-def _lock_id(key: Key) -> int:
-    rule_id, subject, start = key
-    digest = hashlib.blake2b(f"{rule_id}\x00{subject}\x00{start.isoformat()}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 @dataclass
 class Applied:
     """What bringing a set of keys in line changed."""
@@ -122,6 +113,7 @@ class Evaluator:
         self.rules = rules
         self.zone = zone
         self._grids: dict[timedelta, WindowGrid] = {}
+        self._fingerprints = {rule.id: aggregates.fingerprint(rule, zone) for rule in rules}
 
     def grid(self, rule: AnyRule) -> WindowGrid:
         """The windows of the rule's length met so far (one evaluator serves one request)."""
@@ -132,8 +124,11 @@ class Evaluator:
 
     # --- which keys an event touches ------------------------------------------------------------------------
 
-    def touched(self, event: Mapping[str, Any], at: datetime) -> dict[Key, Window]:
-        """The keys whose value an event (contract JSON shape, ``occurred_at`` ``at``) may change."""
+    def touched(
+        self, event: Mapping[str, Any], at: datetime, deltas: dict[Key, Delta] | None = None
+    ) -> dict[Key, Window]:
+        """The keys whose value an event (contract JSON shape, ``occurred_at`` ``at``) may change; with
+        ``deltas``, the event's share is added to its windows' deltas too."""
         keys: dict[Key, Window] = {}
         for rule in self.rules.for_domain(event["domain"]):
             if not rule.filter.matches(event):
@@ -143,7 +138,13 @@ class Evaluator:
                 continue
             grid = self.grid(rule)
             window = grid.window(at)
-            keys[(rule.id, subject, window.start)] = window
+            key = (rule.id, subject, window.start)
+            keys[key] = window
+            if deltas is not None:
+                delta = deltas.get(key)
+                if delta is None:
+                    delta = deltas[key] = Delta(window.end)
+                delta.add(rule, event, at, self.zone)
             if isinstance(rule, SpikeRule):
                 for later in grid.after(window, rule.baseline_windows):
                     keys[(rule.id, subject, later.start)] = later
@@ -151,40 +152,50 @@ class Evaluator:
 
     # --- bringing keys in line ----------------------------------------------------------------------------------
 
-    def apply(self, session: Session, keys: Mapping[Key, Window], *, actor: str, now: datetime) -> Applied:
-        """Measure every key (after locking it) and write its alert and breaker as the value says."""
+    def apply(
+        self,
+        session: Session,
+        keys: Mapping[Key, Window],
+        *,
+        actor: str,
+        now: datetime,
+        deltas: Mapping[Key, Delta] | None = None,
+    ) -> Applied:
+        """Lock every key, add the new events' ``deltas`` to its figures (inline; a scan passes none and reads
+        the rows), and write its alert and breaker as the value says."""
         applied = Applied()
         if not keys:
             return applied
         connection = session.connection()
-        if connection.dialect.name == "postgresql":
-            connection.execute(_LOCK, {"keys": sorted(_lock_id(key) for key in keys)})
         by_rule: dict[str, dict[Key, Window]] = {}
         for key, window in keys.items():
             by_rule.setdefault(key[0], {})[key] = window
+        # A rule no longer in force is skipped: its alerts stay as they are.
+        in_force = {rule.id: rule for rule_id in sorted(by_rule) if (rule := self.rules.get(rule_id)) is not None}
+        aggregates.lock(connection, in_force, (key for key in keys if key[0] in in_force))
+        adding = {key: delta for key, delta in (deltas or {}).items() if key[0] in in_force}
+        figures = aggregates.add(connection, in_force, adding, self._fingerprints)
+        baselines: dict[Key, list[Window]] = {}
+        wanted = {key for key in keys if key[0] in in_force and key not in figures}
+        for key, window in keys.items():
+            rule = in_force.get(key[0])
+            if isinstance(rule, SpikeRule):
+                baselines[key] = base = self.grid(rule).before(window, rule.baseline_windows)
+                wanted.update((rule.id, key[1], w.start) for w in base if (rule.id, key[1], w.start) not in figures)
+        figures.update(aggregates.read(connection, in_force, wanted))
+        by_window: dict[str, dict[sql.Key, sql.Aggregate]] = {rule_id: {} for rule_id in in_force}
+        for (rule_id, subject, start), found in figures.items():
+            by_window[rule_id][(subject, start)] = found
         existing = {
             (alert.rule_id, alert.subject_id, alert.window_start): alert
             for alert in session.scalars(
                 _ALERTS_OF[connection.dialect.name], _alert_keys(connection.dialect.name, keys)
             )
         }
-        # Every rule's windows (and spike baselines) measured in one statement.
-        in_force = [rule for rule_id in sorted(by_rule) if (rule := self.rules.get(rule_id)) is not None]
-        baselines: dict[Key, list[Window]] = {}
-        wanted: dict[AnyRule, dict[tuple[str, datetime], tuple[str, Window]]] = {}
-        for rule in in_force:  # a rule no longer in force is skipped: its alerts stay as they are
-            needed = wanted.setdefault(rule, {})
-            for key, window in by_rule[rule.id].items():
-                needed[(key[1], window.start)] = (key[1], window)
-                if isinstance(rule, SpikeRule):
-                    baselines[key] = base = self.grid(rule).before(window, rule.baseline_windows)
-                    for w in base:
-                        needed[(key[1], w.start)] = (key[1], w)
-        measured = sql.measure_many(connection, self.zone, {rule: needed.values() for rule, needed in wanted.items()})
         trips: list[tuple[AnyRule, Alert]] = []
-        for rule in in_force:
+        for rule in in_force.values():
             trips += self._apply_rule(
-                session, rule, by_rule[rule.id], measured[rule.id], baselines, existing, applied, now=now
+                session, rule, by_rule[rule.id], by_window[rule.id], baselines, existing, adding, applied, now=now
             )
         _audit(session, applied.changes, actor=actor, now=now)
         applied.changes = []
@@ -199,9 +210,10 @@ class Evaluator:
         session: Session,
         rule: AnyRule,
         keys: Mapping[Key, Window],
-        aggregates: Mapping[sql.Key, sql.Aggregate],
+        figures: Mapping[sql.Key, sql.Aggregate],
         baselines: Mapping[Key, list[Window]],
         existing: Mapping[Key, Alert],
+        deltas: Mapping[Key, Delta],
         applied: Applied,
         *,
         now: datetime,
@@ -210,18 +222,33 @@ class Evaluator:
         for key in sorted(keys):
             _, subject, start = key
             window = keys[key]
-            value = sql.value_of(rule, (subject, start), aggregates, baselines.get(key, ()))
-            found = aggregates.get((subject, start))
+            value = sql.value_of(rule, (subject, start), figures, baselines.get(key, ()))
+            found = figures.get((subject, start))
             hits = found.hits if found is not None else 0
             alert = existing.get(key)
-            if found is not None and value is not None and value >= rule.warn_at and hits > 0:
-                written = self._raise_or_update(session, rule, subject, window, value, found, alert, applied, now=now)
+            if found is not None and value is not None and hits > 0 and (value >= rule.warn_at or alert is not None):
+                # A finding; or an alert's window that moved below warn_at: the alert follows it, cleared.
+                cleared = value < rule.warn_at
+                written = self._write(
+                    session,
+                    rule,
+                    subject,
+                    window,
+                    value,
+                    found,
+                    alert,
+                    deltas.get(key),
+                    applied,
+                    cleared=cleared,
+                    now=now,
+                )
                 if written is not None:
                     alert, new_evidence = written
                     applied.alert_of[key] = alert.id
-                    if alert.tripped and new_evidence:
+                    if alert.tripped and new_evidence and not cleared:
                         trips.append((rule, alert))
             elif alert is not None and not alert.cleared:
+                # Not evaluated any more (a ratio or spike under min_events, or no event left after a change).
                 alert.cleared, alert.cleared_at = True, now
                 if value is not None:
                     alert.value, alert.hits = value, hits
@@ -233,7 +260,39 @@ class Evaluator:
         session.flush()
         return trips
 
-    def _raise_or_update(
+    def _evidence(
+        self,
+        session: Session,
+        rule: AnyRule,
+        subject: str,
+        window: Window,
+        alert: Alert | None,
+        hits: int,
+        delta: Delta | None,
+    ) -> tuple[list[int], str, str, str, str | None] | None:
+        """The evidence's event ids, the time of the last one listed, and the first event's unit, operator
+        kind and responsible officer; None where the alert's evidence still stands as it is.
+
+        The listed events are the first ``EVIDENCE_CAP`` counted ones in (occurred_at, id) order: once the
+        list is full, events after its last one change only the count, so they are not read again."""
+        if alert is not None and "listed_until" in alert.evidence:
+            listed_until = datetime.fromisoformat(alert.evidence["listed_until"])
+            nothing_new = (delta is None or delta.first_at is None) and alert.hits == hits
+            after_full_list = (
+                delta is not None
+                and delta.first_at is not None
+                and len(alert.evidence["event_ids"]) >= sql.EVIDENCE_CAP
+                and delta.first_at > listed_until
+            )
+            if nothing_new or after_full_list:
+                return None
+        rows = sql.evidence(session.connection(), rule, self.zone, subject, window)
+        if not rows:
+            return None
+        _, _, unit, kind, officer = rows[0]
+        return [row[0] for row in rows], rows[-1][1].isoformat(), unit, kind, officer
+
+    def _write(
         self,
         session: Session,
         rule: AnyRule,
@@ -242,35 +301,50 @@ class Evaluator:
         value: float,
         found: sql.Aggregate,
         alert: Alert | None,
+        delta: Delta | None,
         applied: Applied,
         *,
+        cleared: bool,
         now: datetime,
     ) -> tuple[Alert, bool] | None:
-        """Write the alert of a finding; answer it and whether it has new evidence (None: nothing changed)."""
+        """Write the alert of a window's figures; answer it and whether it has new evidence (None: nothing
+        changed). ``cleared``: the value is below ``warn_at`` and the (existing) alert follows it, cleared."""
         hits = found.hits
         tripped = rule.trip_at is not None and value >= rule.trip_at
         if (
             alert is not None
-            and not alert.cleared
+            and alert.cleared == cleared
             and alert.hits == hits
             and sql.same_value(alert.value, value)
             and alert.tripped == tripped
         ):
             return None
-        rows = sql.evidence(session.connection(), rule, self.zone, subject, window)
-        _, _, unit, kind, officer = rows[0]
+        listed = self._evidence(session, rule, subject, window, alert, hits, delta)
+        if listed is None and alert is None:
+            return None  # the rows promise events the table does not hold: the next scan repairs them
         first_at, last_at = found.first_at, found.last_at
         assert first_at is not None  # there are hits
         assert last_at is not None
-        evidence = {"event_ids": [row[0] for row in rows], "count": hits, "value": value, "truncated": hits > len(rows)}
-        # 连带责任: the officer answerable for the subject, when the subject is a person with one.
-        responsible: str | None = None
-        subject_kind: str | None = None  # police / auxiliary / staff when the subject is a person
-        if rule.group_by is GroupBy.RESPONSIBLE_OFFICER:
-            responsible, subject_kind = subject, "police"
-        elif rule.group_by is GroupBy.OPERATOR:
-            subject_kind = kind
-            responsible = officer if kind != "police" else None
+        if listed is None:
+            assert alert is not None
+            event_ids, listed_until = alert.evidence["event_ids"], alert.evidence["listed_until"]
+            unit, responsible, subject_kind = alert.unit, alert.responsible_officer, alert.subject_kind
+        else:
+            event_ids, listed_until, unit, kind, officer = listed
+            # 连带责任: the officer answerable for the subject, when the subject is a person with one.
+            responsible, subject_kind = None, None  # subject_kind: police / auxiliary / staff for a person
+            if rule.group_by is GroupBy.RESPONSIBLE_OFFICER:
+                responsible, subject_kind = subject, "police"
+            elif rule.group_by is GroupBy.OPERATOR:
+                subject_kind = kind
+                responsible = officer if kind != "police" else None
+        evidence = {
+            "event_ids": event_ids,
+            "count": hits,
+            "value": value,
+            "truncated": hits > len(event_ids),
+            "listed_until": listed_until,
+        }
         if alert is None:
             alert = Alert(
                 rule_id=rule.id,
@@ -305,14 +379,20 @@ class Evaluator:
         new_evidence = alert.hits != hits or (tripped and not alert.tripped)
         alert.value, alert.hits, alert.evidence = value, hits, evidence
         alert.tripped = tripped  # the value's state now; the breaker it opened stays open until reset
-        alert.cleared, alert.cleared_at = False, None
+        if cleared and not alert.cleared:
+            alert.cleared, alert.cleared_at = True, now
+            applied.cleared.append(alert.id)
+            applied.changes.append((AuditAction.ALERT_CLEARED, alert))
+        else:
+            if not cleared:
+                alert.cleared, alert.cleared_at = False, None
+            applied.updated.append(alert.id)
+            applied.changes.append((AuditAction.ALERT_UPDATED, alert))
         alert.first_event_at, alert.last_event_at = first_at, last_at
         alert.unit, alert.responsible_officer, alert.subject_kind = unit, responsible, subject_kind
         alert.severity, alert.domains = str(rule.severity.value), domains_text(rule)
         alert.version += 1
         alert.updated_at = now
-        applied.updated.append(alert.id)
-        applied.changes.append((AuditAction.ALERT_UPDATED, alert))
         return alert, new_evidence
 
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
 from app.alerts.evaluate import Applied, Evaluator, Key
 from app.breakers.models import Breaker
 from app.breakers.state import covers, event_subjects, open_breakers
+from app.db import Database
 from app.events.service import Stored, contract_shape
+from app.rules.aggregates import Delta, StaleAggregates, ensure_built
+from app.rules.spec import RuleSet
 from app.rules.windows import Window
+
+log = logging.getLogger("supervision.rules")
+
+T = TypeVar("T")
+ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -34,14 +44,38 @@ def evaluate_stored(
     shapes = [contract_shape(source, item.event, item.id) for item in stored]
     touched: list[dict[Key, Window]] = []
     keys: dict[Key, Window] = {}
+    deltas: dict[Key, Delta] = {}
     for item, shape in zip(stored, shapes, strict=True):
-        found = {} if item.duplicate else evaluator.touched(shape, item.event.occurred_at)
+        found = {} if item.duplicate else evaluator.touched(shape, item.event.occurred_at, deltas)
         touched.append(found)
         keys.update(found)
-    applied = evaluator.apply(session, keys, actor=f"rules:{source}"[:64], now=now)
+    applied = evaluator.apply(session, keys, actor=f"rules:{source}"[:64], now=now, deltas=deltas)
     breakers = open_breakers(session, {s for shape in shapes for s in event_subjects(shape)}, now)
     verdicts = []
     for shape, found in zip(shapes, touched, strict=True):
         alerts = sorted({applied.alert_of[key] for key in found if key in applied.alert_of})
         verdicts.append(Verdict(alerts=alerts, breakers=[b for b in breakers if covers(b, shape)]))
     return verdicts, applied
+
+
+def evaluating(
+    db: Database, zone: tzinfo, rules: Callable[[bool], RuleSet], work: Callable[[Session, Evaluator], T]
+) -> T:
+    """Run ``work`` in one write transaction with an evaluator of the rules in force (``rules(False)``).
+
+    When the stored aggregates of a rule turn out to follow another definition than this worker's (a
+    reload made elsewhere, or rows not built yet), the transaction rolls back, the worker catches up
+    (``rules(True)``), the rules' aggregates are built, and ``work`` runs again."""
+    refresh = False
+    for attempt in range(ATTEMPTS):
+        evaluator = Evaluator(rules(refresh), zone)
+        try:
+            with db.session(write=True) as session:
+                return work(session, evaluator)
+        except StaleAggregates as exc:
+            if attempt == ATTEMPTS - 1:
+                raise
+            log.info("aggregates of %s follow other rules: catching up", ", ".join(exc.rule_ids))
+            refresh = True
+            ensure_built(db, rules(True), zone)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -17,6 +17,7 @@ from app.demo.generate import SOURCES, DemoEvent, Story, generate, planted_stori
 from app.events import service as event_service
 from app.events.models import Event
 from app.events.schemas import EventIn
+from app.rules.aggregates import ensure_built
 from app.units import service as unit_service
 
 CHUNK = 1000  # events per transaction, the largest batch a business system may post
@@ -89,6 +90,8 @@ def load_demo(
         return DemoSummary(len(events), 0, len(events), dict(by_domain), len(city.units), stories, 0.0, True)
 
     _register_city(db, city)
+    if evaluator is not None:
+        ensure_built(db, evaluator.rules, evaluator.zone)
     new = duplicates = done = 0
     for start in range(0, len(events), CHUNK):
         chunk = events[start : start + CHUNK]

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.alerts.evaluate import Evaluator
-from app.alerts.inline import evaluate_stored
+from app.alerts.inline import evaluate_stored, evaluating
 from app.auth.deps import InspectorKey, SourceKey
 from app.breakers.router import breaker_out
 from app.db import Database, utcnow
@@ -30,6 +31,9 @@ from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
 from app.params import QueryId, QueryTime
 from app.units.service import subtree
 
+if TYPE_CHECKING:
+    from app.rules.state import RulesInForce
+
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
@@ -37,11 +41,18 @@ def _store(request: Request, source: str, events: list[EventIn], *, batch: bool)
     """Validate, then store and evaluate the rules in one transaction that commits before the answer is sent."""
     service.validate(events, batch=batch)
     db: Database = request.app.state.db
-    evaluator = Evaluator(request.app.state.rules.current(db), request.app.state.settings.zone)
-    with db.session(write=True) as session:
+    in_force: RulesInForce = request.app.state.rules
+
+    def work(session: Session, evaluator: Evaluator) -> list[IngestResult]:
         stored = service.ingest(session, source=source, events=events, batch=batch)
         verdicts, _ = evaluate_stored(session, evaluator, source=source, stored=stored, now=utcnow())
-        results = [
+        count_after_commit(
+            session,
+            source=source,
+            new_domains=[item.event.domain.value for item in stored if not item.duplicate],
+            duplicates=sum(item.duplicate for item in stored),
+        )
+        return [
             IngestResult(
                 id=item.id,
                 duplicate=item.duplicate,
@@ -51,12 +62,8 @@ def _store(request: Request, source: str, events: list[EventIn], *, batch: bool)
             )
             for item, verdict in zip(stored, verdicts, strict=True)
         ]
-        count_after_commit(
-            session,
-            source=source,
-            new_domains=[item.event.domain.value for item in stored if not item.duplicate],
-            duplicates=sum(item.duplicate for item in stored),
-        )
+
+    results = evaluating(db, request.app.state.settings.zone, lambda refresh: in_force.rules_for(db, refresh), work)
     return results
 
 

@@ -68,7 +68,19 @@ from app.rules.spec import (
 )
 from app.rules.windows import Window, WindowGrid, previous
 
-__all__ = ["Event", "EventId", "Finding", "evaluate", "occurred_at", "subject_of", "subjects", "values"]
+__all__ = [
+    "Event",
+    "EventId",
+    "Finding",
+    "distinct_form",
+    "evaluate",
+    "is_number",
+    "measure",
+    "occurred_at",
+    "subject_of",
+    "subjects",
+    "values",
+]
 
 Event = Mapping[str, Any]
 EventId = int | str
@@ -201,7 +213,7 @@ def _evidence_key(item: _Item) -> tuple[datetime, tuple[int, Any]]:
     return (item.at, _id_key(item.id))
 
 
-def _distinct_form(value: Any) -> Any:
+def distinct_form(value: Any) -> Any:
     """A hashable normal form telling values apart by JSON kind and content."""
     if isinstance(value, bool):
         return ("bool", value)
@@ -214,7 +226,7 @@ def _distinct_form(value: Any) -> Any:
     return ("json", json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -267,10 +279,10 @@ def _evaluations(rule: AnyRule, events: Iterable[Event], zone: tzinfo) -> Iterat
         elif isinstance(rule, DistinctRule):
             read = getter(rule.field)
             counted = [(item, value) for item in items if (value := read(item.event)) is not None]
-            yield who, window, float(len({_distinct_form(value) for _, value in counted})), [i for i, _ in counted]
+            yield who, window, float(len({distinct_form(value) for _, value in counted})), [i for i, _ in counted]
         elif isinstance(rule, SumRule):
             read = getter(rule.field)
-            summed = [(item, value) for item in items if _is_number(value := read(item.event))]
+            summed = [(item, value) for item in items if is_number(value := read(item.event))]
             yield who, window, math.fsum(value for _, value in summed), [i for i, _ in summed]
         elif isinstance(rule, OffHoursRule):
             hours = rule.allowed_hours
@@ -303,12 +315,13 @@ def values(rule: AnyRule, events: Iterable[Event], zone: tzinfo) -> dict[tuple[s
     return {(who, window.start): value for who, window, value, _ in _evaluations(rule, events, zone)}
 
 
-def evaluate(rule: AnyRule, events: Iterable[Event], zone: tzinfo) -> list[Finding]:
-    """Every (subject, window) where ``rule`` reaches ``warn_at`` over ``events``, by (window start, subject)."""
+def measure(rule: AnyRule, events: Iterable[Event], zone: tzinfo) -> list[Finding]:
+    """Every evaluated (subject, window) with at least one hit, whatever its value: what an alert of that
+    window shows, raised or cleared. By (window start, subject)."""
     findings: list[Finding] = []
     subject_type = str(rule.group_by.value)
     for who, window, value, counted in _evaluations(rule, events, zone):
-        if value < rule.warn_at or not counted:
+        if not counted:
             continue
         counted.sort(key=_evidence_key)
         findings.append(
@@ -328,3 +341,8 @@ def evaluate(rule: AnyRule, events: Iterable[Event], zone: tzinfo) -> list[Findi
         )
     findings.sort(key=lambda f: (f.window_start, f.subject_id))
     return findings
+
+
+def evaluate(rule: AnyRule, events: Iterable[Event], zone: tzinfo) -> list[Finding]:
+    """Every (subject, window) where ``rule`` reaches ``warn_at`` over ``events``, by (window start, subject)."""
+    return [finding for finding in measure(rule, events, zone) if finding.value >= rule.warn_at]

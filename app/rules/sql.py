@@ -23,6 +23,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -31,6 +32,7 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     Integer,
+    Numeric,
     Select,
     String,
     Time,
@@ -74,6 +76,7 @@ __all__ = [
     "EVIDENCE_CAP",
     "Aggregate",
     "Key",
+    "aggregate_of",
     "evidence",
     "measure_many",
     "measure_windows",
@@ -85,7 +88,7 @@ __all__ = [
 E = Event.__table__.c
 
 # Field paths that are columns of the events table.
-_COLUMNS: dict[str, ColumnElement[Any]] = {
+COLUMNS: dict[str, ColumnElement[Any]] = {
     "domain": E.domain,
     "action": E.action,
     "source": E.source,
@@ -117,7 +120,7 @@ class _Field:
     def __init__(self, path: str, dialect: str) -> None:
         self.path = path
         self.dialect = dialect
-        self.column = _COLUMNS.get(path)
+        self.column = COLUMNS.get(path)
         self.name = path[len(ATTRIBUTES_PREFIX) :] if self.column is None else ""
         if self.column is None and not path.startswith(ATTRIBUTES_PREFIX):  # pragma: no cover - paths are checked
             raise ValueError(f"unknown field path {path!r}")
@@ -155,6 +158,12 @@ class _Field:
             value = func.json_extract(E.attributes, self._json_path())
         # Code point order, as Python compares text (PostgreSQL would otherwise use the database's collation).
         return value.collate("C") if self.dialect == "postgresql" else value
+
+    def exact(self) -> ColumnElement[Any]:
+        """The number as an exact decimal (PostgreSQL NUMERIC; on SQLite the JSON number, summed by decimal_sum)."""
+        if self.dialect == "postgresql":
+            return cast(type_coerce(E.attributes, JSONB)[self.name].astext, Numeric)
+        return func.json_extract(E.attributes, self._json_path())
 
     def number(self) -> ColumnElement[float]:
         if self.dialect == "postgresql":
@@ -344,6 +353,13 @@ class Aggregate:
     part: float  # ratio: numerator matches; sum: the sum; distinct: distinct values; others unused
     first_at: datetime | None  # first counted event
     last_at: datetime | None
+    total: Decimal | None = None  # sum: the exact sum (None: no number counted)
+
+
+def aggregate_of(rule: AnyRule, n: Any, hits: Any, part: Any, first_at: Any, last_at: Any) -> Aggregate:
+    """An aggregate from a measuring statement's row (sums arrive exact: NUMERIC, or decimal text on SQLite)."""
+    total = Decimal(str(part)) if isinstance(rule, SumRule) and part is not None else None
+    return Aggregate(int(n), int(hits or 0), float(part or 0), first_at, last_at, total)
 
 
 Key = tuple[str, datetime]  # (subject, window start)
@@ -358,8 +374,8 @@ def _aggregates(rule: AnyRule, dialect: str, zone: tzinfo, offsets: Offsets) -> 
     if isinstance(rule, RatioRule):
         part: ColumnElement[Any] = _count_if(filter_sql(rule.numerator, dialect))
     elif isinstance(rule, SumRule):
-        value = case((_Field(rule.field, dialect).is_number(), _Field(rule.field, dialect).number()))
-        part = func.sum(value) if dialect == "postgresql" else func.total(value)
+        value = case((_Field(rule.field, dialect).is_number(), _Field(rule.field, dialect).exact()))
+        part = func.sum(value) if dialect == "postgresql" else func.decimal_sum(value)
     elif isinstance(rule, DistinctRule):
         part = func.count(_Field(rule.field, dialect).distinct_key().distinct())
     else:
@@ -464,13 +480,10 @@ def _window_start(connection: Connection, ws: Any) -> datetime:
 
 
 def _read(
-    connection: Connection, statement: Select[Any], parameters: dict[str, Any] | None = None
+    connection: Connection, rule: AnyRule, statement: Select[Any], parameters: dict[str, Any] | None = None
 ) -> Iterator[tuple[Key, Aggregate]]:
     for subject, ws, n, hits, part, first_at, last_at in connection.execute(statement, parameters or {}):
-        yield (
-            (subject, _window_start(connection, ws)),
-            Aggregate(int(n), int(hits or 0), float(part or 0), first_at, last_at),
-        )
+        yield (subject, _window_start(connection, ws)), aggregate_of(rule, n, hits, part, first_at, last_at)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -525,11 +538,10 @@ def measure_windows(
         for subject, index, n, hits, part, first_at, last_at in connection.execute(
             _index_statement(rule, dialect, zone, span, offset_s, length_s)
         ):
-            aggregate = Aggregate(int(n), int(hits or 0), float(part or 0), first_at, last_at)
-            found[(subject, by_index[int(index)])] = aggregate
+            found[(subject, by_index[int(index)])] = aggregate_of(rule, n, hits, part, first_at, last_at)
         return found
     for chunk in _chunks(windows, _WINDOW_CHUNK):
-        found.update(_read(connection, _scan_statement(rule, dialect, zone, chunk)))
+        found.update(_read(connection, rule, _scan_statement(rule, dialect, zone, chunk)))
     return found
 
 
@@ -574,8 +586,8 @@ def _run(
 ) -> None:
     statement = _union_statement(tuple(members), connection.dialect.name, zone)
     for member, subject, ws, n, hits, part, first_at, last_at in connection.execute(statement, parameters):
-        aggregate = Aggregate(int(n), int(hits or 0), float(part or 0), first_at, last_at)
-        found[members[member][0].id][(subject, _window_start(connection, ws))] = aggregate
+        rule = members[member][0]
+        found[rule.id][(subject, _window_start(connection, ws))] = aggregate_of(rule, n, hits, part, first_at, last_at)
 
 
 def value_of(

@@ -22,6 +22,7 @@ from app.audit import service as audit
 from app.db import Database, after_commit, utcnow
 from app.errors import InvalidInput, Loc
 from app.jsonutil import canonical_hash
+from app.rules.aggregates import ensure_built
 from app.rules.loader import RuleFileError, load_rules
 from app.rules.models import RuleGeneration
 from app.rules.service import load, rule_json
@@ -40,6 +41,7 @@ def digest(rules: RuleSet) -> str:
 class RulesInForce:
     def __init__(self, directory: Path, db: Database) -> None:
         self.directory = directory
+        self._db = db
         self._lock = threading.Lock()
         self._checked = time.monotonic()
         # The generation is read before the files: a reload in between then only makes this worker
@@ -47,6 +49,15 @@ class RulesInForce:
         self.generation = self._latest(db)[0]
         loaded = load(directory)
         self.rules, self.error = loaded.rules, loaded.error
+        self._build(db)
+
+    def _build(self, db: Database) -> None:
+        """Build the aggregates of the rules in force that do not follow them yet (new or changed rules)."""
+        try:
+            ensure_built(db, self.rules, db.settings.zone)
+        except SQLAlchemyError:
+            # No database (or not migrated) yet: /readyz says so; the first evaluation builds them.
+            log.warning("rule aggregates not built at start", exc_info=True)
 
     @staticmethod
     def _latest(db: Database) -> tuple[int, str | None]:
@@ -67,6 +78,14 @@ class RulesInForce:
                     self._catch_up(db)
         return self.rules
 
+    def rules_for(self, db: Database, refresh: bool = False) -> RuleSet:
+        """The rules to use now; ``refresh``: catch up with reloads made elsewhere first, whenever last checked."""
+        if refresh:
+            with self._lock:
+                self._checked = time.monotonic()
+                self._catch_up(db)
+        return self.current(db)
+
     def _catch_up(self, db: Database) -> None:
         generation, wanted = self._latest(db)
         if generation <= self.generation:
@@ -76,6 +95,7 @@ class RulesInForce:
         if loaded.error is None and digest(loaded.rules) == wanted:
             self.rules, self.error = loaded.rules, None
             log.info("rules of generation %s in force: %s rules", generation, len(loaded.rules))
+            self._build(self._db)
         else:
             log.error("rules of generation %s not taken up: the files no longer hold what was reloaded", generation)
 
@@ -111,6 +131,9 @@ class RulesInForce:
             with self._lock:
                 self.rules, self.error = rules, None
                 self.generation = max(self.generation, generation.id)
+            # A rule added or changed gets its aggregates built from the stored events before the reload
+            # answers; an event taken meanwhile by a worker on the previous rules is retried once it caught up.
+            self._build(self._db)
 
         after_commit(session, adopt)
         return generation

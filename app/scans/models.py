@@ -29,6 +29,9 @@ class Scan(Base):
     alerts_cleared: Mapped[int] = mapped_column(Integer, default=0)
     breakers_tripped: Mapped[int] = mapped_column(Integer, default=0)
     overdue_flagged: Mapped[int] = mapped_column(Integer, default=0)  # supervisions seen past due_at
+    windows_repaired: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0"
+    )  # aggregate rows that had drifted
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(2000))
 

@@ -34,6 +34,7 @@ def scan_out(scan: Scan) -> ScanOut:
         alerts_cleared=scan.alerts_cleared,
         breakers_tripped=scan.breakers_tripped,
         overdue_flagged=scan.overdue_flagged,
+        windows_repaired=scan.windows_repaired,
         error=scan.error,
     )
 

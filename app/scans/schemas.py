@@ -40,4 +40,7 @@ class ScanOut(BaseModel):
     alerts_cleared: int
     breakers_tripped: int
     overdue_flagged: int = Field(description="supervisions this scan found past their due time")
+    windows_repaired: int = Field(
+        description="(rule, subject, window) aggregates found to differ from the stored events, and rebuilt"
+    )
     error: str | None

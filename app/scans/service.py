@@ -1,12 +1,16 @@
 """Scans: every rule over every window holding stored events in a range, with set-based SQL.
 
-A scan reads, per rule, one ``GROUP BY subject, window`` statement over the range (no event is read
-into Python), compares the values with the stored alerts, and hands the (rule, subject, window) keys
-where they differ to :class:`app.alerts.evaluate.Evaluator` — the code the inline evaluation uses —
-which locks each key, measures it again and writes the alert. So a scan finds exactly what inline
-evaluation finds, a rule added later reaches back over history, and scans running at the same time
-(in any number of processes or hosts) write each alert once. The keys are applied in small write
-transactions, so ingest is never held up behind a whole scan on SQLite.
+A scan is the reconciliation of the rules' aggregates with the events. Per rule it reads one ``GROUP BY
+subject, window`` statement over the range (no event is read into Python) and, in the same snapshot, the
+rule's aggregate rows (:mod:`app.rules.aggregates`). Rows that differ from the events (drift: a bug, a
+hand edit, an event stored by a worker on rules since replaced) are measured again under their keys'
+locks and rewritten; the scan counts them (``windows_repaired``). Then the values are compared with the
+stored alerts, and the (rule, subject, window) keys where they differ go to
+:class:`app.alerts.evaluate.Evaluator` — the code the inline evaluation uses — which locks each key and
+writes the alert from the (repaired) rows. So a scan finds exactly what inline evaluation finds, a rule
+added later reaches back over history, and scans running at the same time (in any number of processes or
+hosts) write each alert once. Keys are applied in small write transactions, so ingest is never held up
+behind a whole scan on SQLite.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from app.config import Settings
 from app.db import Database, insert_ignoring, utcnow
 from app.errors import NotFound
 from app.events.models import Event
+from app.rules import aggregates as rule_aggregates
 from app.rules import sql
 from app.rules.spec import AnyRule, RuleSet, SpikeRule
 from app.rules.state import RulesInForce
@@ -49,17 +54,27 @@ _TICK = timedelta(microseconds=1)
 class Plan:
     """What one rule's measurement found to fix."""
 
-    keys: dict[Key, Window]
+    keys: dict[Key, Window]  # alerts to bring in line
     groups: int  # (subject, window) groups measured
+    drifted: dict[sql.Key, Window]  # aggregate rows that differ from the events
 
 
 def plan_rule(session: Session, rule: AnyRule, zone: tzinfo, start: datetime, end: datetime) -> Plan:
-    """Measure ``rule`` over the windows overlapping [start, end); the keys whose alert must change."""
+    """Measure ``rule`` over the windows overlapping [start, end); the rows that drifted and the keys whose
+    alert must change. The session should read one snapshot (the events and the rows agree in it)."""
     windows = sql.scan_windows(rule, zone, start, end)
-    aggregates = sql.measure_windows(session.connection(), rule, zone, windows)
+    connection = session.connection()
+    aggregates = sql.measure_windows(connection, rule, zone, windows)
     evaluated = windows[rule.baseline_windows :] if isinstance(rule, SpikeRule) else windows
     by_start = {w.start: (i, w) for i, w in enumerate(windows)}
     first, last = evaluated[0].start, evaluated[-1].start
+    rows = rule_aggregates.stored(connection, rule, windows[0].start, windows[-1].start)
+    drifted = {
+        key: by_start[key[1]][1]
+        for key in aggregates.keys() | rows.keys()
+        if key[1] in by_start
+        and (key not in aggregates or key not in rows or not rule_aggregates.same_figures(aggregates[key], rows[key]))
+    }
     stored = {
         (row.subject_id, row.window_start): row
         for row in session.execute(
@@ -90,13 +105,17 @@ def plan_rule(session: Session, rule: AnyRule, zone: tzinfo, start: datetime, en
                 or (tripped and not alert.tripped)
             ):
                 keys[(rule.id, subject, ws)] = window
-        elif alert is not None and not alert.cleared:
-            keys[(rule.id, subject, ws)] = window
+        elif alert is not None:
+            if value is not None and found.hits > 0:  # below warn_at: the alert follows the value, cleared
+                if not alert.cleared or alert.hits != found.hits or not sql.same_value(alert.value, value):
+                    keys[(rule.id, subject, ws)] = window
+            elif not alert.cleared:
+                keys[(rule.id, subject, ws)] = window
     # Alerts whose window no longer holds any considered event (the rule changed): cleared.
     for (subject, ws), alert in stored.items():
         if not alert.cleared and ws in by_start:
             keys[(rule.id, subject, ws)] = by_start[ws][1]
-    return Plan(keys=keys, groups=groups)
+    return Plan(keys=keys, groups=groups, drifted=drifted)
 
 
 def event_range(session: Session) -> tuple[datetime, datetime] | None:
@@ -137,7 +156,7 @@ def run_scan(
     scan_id = _start(db, trigger=trigger, actor=actor, time_from=time_from, time_to=time_to)
     started = time.perf_counter()
     applied = Applied()
-    groups = events = 0
+    groups = events = repaired = 0
     try:
         with db.session() as session:
             bounds = event_range(session)
@@ -147,11 +166,20 @@ def run_scan(
                 in_range = (Event.occurred_at >= start, Event.occurred_at < end)
                 events = session.scalar(select(func.count()).select_from(Event).where(*in_range)) or 0
         evaluator = Evaluator(rules, zone)
+        rule_aggregates.ensure_built(db, rules, zone)
         if bounds is not None and start < end:
             for rule in rules:
                 with db.session() as session:
+                    if db.dialect == "postgresql":  # the events and the rows read in one snapshot
+                        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
                     plan = plan_rule(session, rule, zone, start, end)
                 groups += plan.groups
+                drifted = sorted(plan.drifted.items())
+                for i in range(0, len(drifted), APPLY_CHUNK):
+                    with db.session(write=True) as session:
+                        repaired += rule_aggregates.repair(
+                            session.connection(), rule, zone, dict(drifted[i : i + APPLY_CHUNK])
+                        )
                 items = sorted(plan.keys.items())
                 for i in range(0, len(items), APPLY_CHUNK):
                     with db.session(write=True) as session:
@@ -161,7 +189,9 @@ def run_scan(
                             )
                         )
                 if progress is not None:
-                    progress(f"{rule.id}: {plan.groups} windows, {len(plan.keys)} to update")
+                    progress(
+                        f"{rule.id}: {plan.groups} windows, {len(plan.drifted)} drifted, {len(plan.keys)} to update"
+                    )
     except BaseException as exc:
         with db.session(write=True) as session:
             session.execute(
@@ -188,6 +218,7 @@ def run_scan(
         scan.alerts_updated = len(set(applied.updated) - set(applied.raised))
         scan.alerts_cleared = len(applied.cleared)
         scan.breakers_tripped = len(applied.tripped)
+        scan.windows_repaired = repaired
         scan.duration_ms = int((time.perf_counter() - started) * 1000)
         session.flush()
         session.expunge(scan)
@@ -195,8 +226,15 @@ def run_scan(
     take_checkpoint(db, actor=f"scan {scan_id}")
     log.info(
         "scan done",
-        extra={"scan_id": scan_id, "raised": scan.alerts_raised, "updated": scan.alerts_updated},
+        extra={
+            "scan_id": scan_id,
+            "raised": scan.alerts_raised,
+            "updated": scan.alerts_updated,
+            "repaired": scan.windows_repaired,
+        },
     )
+    if repaired:
+        log.warning("scan %s repaired %s aggregate windows that differed from the events", scan_id, repaired)
     return scan
 
 

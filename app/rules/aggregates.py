@@ -1,0 +1,601 @@
+"""Rule aggregates: each (rule, subject, window)'s running figures, kept as events arrive.
+
+Inline evaluation no longer measures a window by reading its events again: every new event adds its
+share (a :class:`Delta`) to the window's row in ``rule_windows`` with one upsert per request, whose
+``RETURNING`` hands back the window's new figures. The cost per event is therefore the same whether the
+window holds ten events or fifty thousand. What a row holds, by rule type (the reference evaluator,
+:mod:`app.rules.engine`, defines each):
+
+========== ============================================================================================
+all        ``n`` considered events; ``hits`` events that count; ``first_at``/``last_at`` of counted ones
+ratio      ``part``: how many also match ``numerator``
+distinct   ``part``: how many distinct values; each value is a row of ``rule_window_values`` (a hash of
+           its normal form), inserted if absent, and only the new ones are added to ``part``
+sum        ``total``: the exact sum (PostgreSQL NUMERIC; decimal text summed by Python on SQLite)
+off_hours  ``hits``: the events outside ``allowed_hours``
+spike      ``n`` (the baseline is the rows of the windows before)
+========== ============================================================================================
+
+Aggregates are derived data; the events stay the only source of truth. A rule's rows are valid for one
+*fingerprint* of its definition (what the figures depend on: type, domains, filter, subject, window,
+field, numerator, hours, and the zone), recorded in ``rule_builds``. The inline upsert joins that table
+on the fingerprint the worker's rule has: a worker whose rules are not the ones the rows were built for
+writes nothing for that rule, and :class:`StaleAggregates` sends the request back to be retried once the
+worker has the rules in force and their rows are built (:func:`ensure_built`). Building a rule's rows
+(:func:`build`) replaces them from the stored events under an exclusive advisory lock on the rule, which
+inline evaluation takes shared (PostgreSQL; SQLite writers are serialised anyway): an event arriving
+during a build waits for it, then adds its share to the rebuilt rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import String, Table, bindparam, delete, func, literal, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from app.db import Database, UTCDateTime, decimal_of, utcnow
+from app.errors import AppError
+from app.events.models import Event
+from app.rules import sql
+from app.rules.engine import distinct_form, is_number
+from app.rules.filters import ATTRIBUTES_PREFIX, getter
+from app.rules.models import RuleBuild, RuleWindow, RuleWindowValue
+from app.rules.spec import AnyRule, DistinctRule, OffHoursRule, RatioRule, SumRule
+from app.rules.windows import Window, WindowGrid, windows_between
+
+log = logging.getLogger("supervision.aggregates")
+
+WINDOWS: Table = RuleWindow.__table__  # type: ignore[assignment]
+VALUES: Table = RuleWindowValue.__table__  # type: ignore[assignment]
+BUILDS: Table = RuleBuild.__table__  # type: ignore[assignment]
+
+Key = tuple[str, str, datetime]  # (rule id, subject, window start)
+
+_TICK = timedelta(microseconds=1)
+_INSERT_CHUNK = 5000
+
+
+class StaleAggregates(AppError):
+    """The rows of these rules were not built for the definitions this worker holds: retry with the rules in force.
+
+    Retried by :func:`app.alerts.inline.evaluating`; a client sees it (503) only if the rules keep changing."""
+
+    status = 503
+
+    def __init__(self, rule_ids: Iterable[str]) -> None:
+        self.rule_ids = sorted(set(rule_ids))
+        super().__init__(f"the rules changed meanwhile ({', '.join(self.rule_ids)}); send the request again")
+
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": "1"}
+
+
+# --- fingerprints and locks ------------------------------------------------------------------------------------------
+
+
+def fingerprint(rule: AnyRule, zone: tzinfo) -> str:
+    """What a rule's aggregates depend on, hashed: thresholds, labels and severity may change freely."""
+    kept = rule.model_dump(
+        mode="json",
+        exclude={"id", "label_zh", "label_en", "warn_at", "trip_at", "severity", "probation", "min_events"},
+    )
+    kept.pop("baseline_windows", None)  # a spike's baseline is read from the rows of earlier windows
+    kept["zone"] = str(zone)
+    text_form = json.dumps(kept, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text_form.encode()).hexdigest()
+
+
+def lock_id(*parts: str) -> int:
+    """A 64-bit advisory lock id for a key (a collision only serialises two unrelated keys)."""
+    digest = hashlib.blake2b("\x00".join(parts).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def rule_lock_id(rule_id: str) -> int:
+    return lock_id("rule-aggregates", rule_id)
+
+
+def key_lock_id(key: Key) -> int:
+    rule_id, subject, start = key
+    return lock_id(rule_id, subject, start.isoformat())
+
+
+_LOCK = text(
+    "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(k) ELSE pg_advisory_xact_lock(k) END"
+    " FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS boolean[])) WITH ORDINALITY AS t(k, s, i) ORDER BY i"
+)
+_LOCK_RULE = text("SELECT pg_advisory_xact_lock(:key)")
+
+
+def lock(connection: Connection, rule_ids: Iterable[str], keys: Iterable[Key]) -> None:
+    """Take the rules' build locks shared, then the keys' locks, in one global order (PostgreSQL only)."""
+    if connection.dialect.name != "postgresql":
+        return
+    shared = sorted({rule_lock_id(rule_id) for rule_id in rule_ids})
+    exclusive = sorted({key_lock_id(key) for key in keys})
+    connection.execute(_LOCK, {"keys": shared + exclusive, "shared": [True] * len(shared) + [False] * len(exclusive)})
+
+
+# --- what one event adds ---------------------------------------------------------------------------------------------
+
+
+def value_hash(value: Any) -> str:
+    """A distinct value's identity, as the reference tells values apart (1 and 1.0 alike; 1, true and "1" not)."""
+    kind, content = distinct_form(value)
+    form = f"{kind}:{float(content)!r}" if kind == "number" and content != "nan" else f"{kind}:{content}"
+    return hashlib.blake2b(form.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+@dataclass(slots=True)
+class Delta:
+    """The share of new events in one (rule, subject, window)."""
+
+    window_end: datetime
+    n: int = 0
+    hits: int = 0
+    part: int = 0
+    total: Decimal | None = None
+    first_at: datetime | None = None  # first and last counted new event
+    last_at: datetime | None = None
+    values: set[str] = field(default_factory=set)  # distinct: the hashes met
+
+    def add(self, rule: AnyRule, event: Mapping[str, Any], at: datetime, zone: tzinfo) -> None:
+        """Add one considered event (contract shape, ``occurred_at`` ``at``) as the reference counts it."""
+        self.n += 1
+        counted = True
+        if isinstance(rule, RatioRule):
+            self.part += rule.numerator.matches(event)
+        elif isinstance(rule, DistinctRule):
+            value = getter(rule.field)(event)
+            counted = value is not None
+            if counted:
+                self.values.add(value_hash(value))
+        elif isinstance(rule, SumRule):
+            value = getter(rule.field)(event)
+            counted = is_number(value)
+            if counted:
+                number = decimal_of(value)
+                assert number is not None
+                self.total = number if self.total is None else self.total + number
+        elif isinstance(rule, OffHoursRule):
+            counted = at.astimezone(zone).time() not in rule.allowed_hours
+        if counted:
+            self.hits += 1
+            self.first_at = at if self.first_at is None else min(self.first_at, at)
+            self.last_at = at if self.last_at is None else max(self.last_at, at)
+
+
+# --- reading and writing rows --------------------------------------------------------------------------------------
+
+_COLUMNS = "rule_id, subject_id, window_start, n, hits, part, total, first_at, last_at"
+
+_UPSERT = {
+    "postgresql": text(
+        "INSERT INTO rule_windows AS w (rule_id, subject_id, window_start, window_end, n, hits, part, total,"
+        " first_at, last_at)"
+        " SELECT k.rule_id, k.subject_id, k.window_start, k.window_end, k.n, k.hits, k.part, k.total, k.first_at,"
+        " k.last_at FROM unnest(CAST(:rules AS text[]), CAST(:fingerprints AS text[]), CAST(:subjects AS text[]),"
+        " CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]), CAST(:ns AS bigint[]),"
+        " CAST(:hits AS bigint[]), CAST(:parts AS bigint[]), CAST(:totals AS numeric[]),"
+        " CAST(:firsts AS timestamptz[]), CAST(:lasts AS timestamptz[]))"
+        " AS k(rule_id, fingerprint, subject_id, window_start, window_end, n, hits, part, total, first_at, last_at)"
+        " JOIN rule_builds b ON b.rule_id = k.rule_id AND b.fingerprint = k.fingerprint"
+        " ORDER BY k.rule_id, k.subject_id, k.window_start"
+        " ON CONFLICT (rule_id, subject_id, window_start) DO UPDATE SET"
+        " n = w.n + excluded.n, hits = w.hits + excluded.hits, part = w.part + excluded.part,"
+        " total = COALESCE(w.total + excluded.total, w.total, excluded.total),"
+        " first_at = LEAST(w.first_at, excluded.first_at), last_at = GREATEST(w.last_at, excluded.last_at)"
+        f" RETURNING {_COLUMNS}"
+    ),
+    "sqlite": text(
+        "INSERT INTO rule_windows (rule_id, subject_id, window_start, window_end, n, hits, part, total,"
+        " first_at, last_at)"
+        " SELECT json_extract(k.value, '$[0]'), json_extract(k.value, '$[2]'), json_extract(k.value, '$[3]'),"
+        " json_extract(k.value, '$[4]'), json_extract(k.value, '$[5]'), json_extract(k.value, '$[6]'),"
+        " json_extract(k.value, '$[7]'), json_extract(k.value, '$[8]'), json_extract(k.value, '$[9]'),"
+        " json_extract(k.value, '$[10]')"
+        " FROM json_each(:rows) AS k JOIN rule_builds b"
+        " ON b.rule_id = json_extract(k.value, '$[0]') AND b.fingerprint = json_extract(k.value, '$[1]')"
+        " WHERE true"
+        " ON CONFLICT (rule_id, subject_id, window_start) DO UPDATE SET"
+        " n = n + excluded.n, hits = hits + excluded.hits, part = part + excluded.part,"
+        " total = decimal_add(total, excluded.total),"
+        " first_at = coalesce(min(first_at, excluded.first_at), first_at, excluded.first_at),"
+        " last_at = coalesce(max(last_at, excluded.last_at), last_at, excluded.last_at)"
+        f" RETURNING {_COLUMNS}"
+    ),
+}
+
+_READ = {
+    "postgresql": text(
+        f"SELECT {', '.join('w.' + c for c in _COLUMNS.split(', '))} FROM rule_windows w"
+        " JOIN unnest(CAST(:rules AS text[]), CAST(:subjects AS text[]), CAST(:starts AS timestamptz[]))"
+        " AS k(rule_id, subject_id, window_start)"
+        " ON w.rule_id = k.rule_id AND w.subject_id = k.subject_id AND w.window_start = k.window_start"
+    ),
+    "sqlite": text(
+        f"SELECT {', '.join('w.' + c for c in _COLUMNS.split(', '))} FROM json_each(:keys) AS k"
+        " JOIN rule_windows w ON w.rule_id = json_extract(k.value, '$[0]')"
+        " AND w.subject_id = json_extract(k.value, '$[1]') AND w.window_start = json_extract(k.value, '$[2]')"
+    ),
+}
+
+_NEW_VALUES = {
+    "postgresql": text(
+        "INSERT INTO rule_window_values (rule_id, subject_id, window_start, value_hash)"
+        " SELECT * FROM unnest(CAST(:rules AS text[]), CAST(:subjects AS text[]), CAST(:starts AS timestamptz[]),"
+        " CAST(:hashes AS text[])) AS k ORDER BY 1, 2, 3, 4"
+        " ON CONFLICT DO NOTHING RETURNING rule_id, subject_id, window_start"
+    ),
+    "sqlite": text(
+        "INSERT INTO rule_window_values (rule_id, subject_id, window_start, value_hash)"
+        " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),"
+        " json_extract(value, '$[3]') FROM json_each(:rows) WHERE true"
+        " ON CONFLICT DO NOTHING RETURNING rule_id, subject_id, window_start"
+    ),
+}
+
+
+def _time(at: datetime | None) -> str | None:
+    return None if at is None else sql.sqlite_time(at)
+
+
+def _utc(connection: Connection, value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def _rows(connection: Connection, result: Iterable[Any], rules: Mapping[str, AnyRule]) -> dict[Key, sql.Aggregate]:
+    found: dict[Key, sql.Aggregate] = {}
+    for rule_id, subject, start, n, hits, part, total, first_at, last_at in result:
+        rule = rules.get(rule_id)
+        exact = None if total is None else Decimal(str(total))
+        value = float(exact or 0) if isinstance(rule, SumRule) else float(part)
+        at = _utc(connection, start)
+        assert at is not None
+        found[(rule_id, subject, at)] = sql.Aggregate(
+            int(n), int(hits), value, _utc(connection, first_at), _utc(connection, last_at), exact
+        )
+    return found
+
+
+def add(
+    connection: Connection, rules: Mapping[str, AnyRule], deltas: Mapping[Key, Delta], fingerprints: Mapping[str, str]
+) -> dict[Key, sql.Aggregate]:
+    """Add the deltas to their rows (created when absent); the rows' new figures.
+
+    The keys must be locked. A rule whose stored fingerprint is not ``fingerprints[rule]`` gets nothing
+    written and raises :class:`StaleAggregates` (the caller's transaction must then roll back)."""
+    if not deltas:
+        return {}
+    dialect = connection.dialect.name
+    ordered = sorted(deltas.items(), key=lambda item: item[0])
+    new_values = _insert_values(connection, ordered)
+    for key, count in new_values.items():
+        deltas[key].part += count
+    if dialect == "postgresql":
+        parameters: dict[str, Any] = {
+            "rules": [k[0] for k, _ in ordered],
+            "fingerprints": [fingerprints[k[0]] for k, _ in ordered],
+            "subjects": [k[1] for k, _ in ordered],
+            "starts": [k[2] for k, _ in ordered],
+            "ends": [d.window_end for _, d in ordered],
+            "ns": [d.n for _, d in ordered],
+            "hits": [d.hits for _, d in ordered],
+            "parts": [d.part for _, d in ordered],
+            "totals": [d.total for _, d in ordered],
+            "firsts": [d.first_at for _, d in ordered],
+            "lasts": [d.last_at for _, d in ordered],
+        }
+    else:
+        rows = [
+            [
+                k[0],
+                fingerprints[k[0]],
+                k[1],
+                sql.sqlite_time(k[2]),
+                sql.sqlite_time(d.window_end),
+                d.n,
+                d.hits,
+                d.part,
+                None if d.total is None else str(d.total),
+                _time(d.first_at),
+                _time(d.last_at),
+            ]
+            for k, d in ordered
+        ]
+        parameters = {"rows": json.dumps(rows, ensure_ascii=False)}
+    found = _rows(connection, connection.execute(_UPSERT[dialect], parameters), rules)
+    stale = {key[0] for key in deltas if key not in found}
+    if stale:
+        raise StaleAggregates(stale)
+    return found
+
+
+def _insert_values(connection: Connection, ordered: Sequence[tuple[Key, Delta]]) -> dict[Key, int]:
+    """Insert the distinct values not met before; how many were new per key."""
+    listed = [(key, h) for key, delta in ordered for h in sorted(delta.values)]
+    if not listed:
+        return {}
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        parameters: dict[str, Any] = {
+            "rules": [k[0] for k, _ in listed],
+            "subjects": [k[1] for k, _ in listed],
+            "starts": [k[2] for k, _ in listed],
+            "hashes": [h for _, h in listed],
+        }
+    else:
+        rows = [[k[0], k[1], sql.sqlite_time(k[2]), h] for k, h in listed]
+        parameters = {"rows": json.dumps(rows, ensure_ascii=False)}
+    new: dict[Key, int] = {}
+    for rule_id, subject, start in connection.execute(_NEW_VALUES[dialect], parameters):
+        at = _utc(connection, start)
+        assert at is not None
+        key = (rule_id, subject, at)
+        new[key] = new.get(key, 0) + 1
+    return new
+
+
+def read(connection: Connection, rules: Mapping[str, AnyRule], keys: Iterable[Key]) -> dict[Key, sql.Aggregate]:
+    """The stored figures of the given keys (absent: no considered event there)."""
+    listed = sorted(set(keys))
+    if not listed:
+        return {}
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        parameters: dict[str, Any] = {
+            "rules": [k[0] for k in listed],
+            "subjects": [k[1] for k in listed],
+            "starts": [k[2] for k in listed],
+        }
+    else:
+        rows = [[k[0], k[1], sql.sqlite_time(k[2])] for k in listed]
+        parameters = {"keys": json.dumps(rows, ensure_ascii=False)}
+    return _rows(connection, connection.execute(_READ[dialect], parameters), rules)
+
+
+def store(
+    connection: Connection, rule: AnyRule, found: Mapping[sql.Key, sql.Aggregate], ends: Mapping[datetime, datetime]
+) -> None:
+    """Write measured figures as the rule's rows, absolute values replacing what the rows held."""
+    table = WINDOWS
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["rule_id", "subject_id", "window_start"],
+        set_={
+            name: statement.excluded[name]
+            for name in ("window_end", "n", "hits", "part", "total", "first_at", "last_at")
+        },
+    )
+    rows = [
+        {
+            "rule_id": rule.id,
+            "subject_id": subject,
+            "window_start": start,
+            "window_end": ends[start],
+            "n": figures.n,
+            "hits": figures.hits,
+            "part": 0 if isinstance(rule, SumRule) else int(figures.part),
+            "total": figures.total,
+            "first_at": figures.first_at,
+            "last_at": figures.last_at,
+        }
+        for (subject, start), figures in sorted(found.items())
+    ]
+    for i in range(0, len(rows), _INSERT_CHUNK):
+        connection.execute(statement, rows[i : i + _INSERT_CHUNK])
+
+
+def remove(connection: Connection, rule_id: str, keys: Iterable[sql.Key]) -> None:
+    """Delete the rows (and distinct values) of keys that hold no considered event."""
+    for table in (WINDOWS, VALUES):
+        for subject, start in keys:
+            connection.execute(
+                delete(table).where(
+                    table.c.rule_id == rule_id, table.c.subject_id == subject, table.c.window_start == start
+                )
+            )
+
+
+# --- building from the events ------------------------------------------------------------------------------------
+
+
+def _field_reader(rule: AnyRule) -> tuple[Any, Any]:
+    """The column a rule's field is read from, and how to get the value from that column's value."""
+    path = rule.field  # type: ignore[union-attr]
+    column = sql.E.attributes if path.startswith(ATTRIBUTES_PREFIX) else sql.COLUMNS[path]
+    if column is sql.E.attributes:
+        name = path[len(ATTRIBUTES_PREFIX) :]
+
+        def value(attributes: Any) -> Any:
+            return attributes.get(name) if isinstance(attributes, dict) else None
+
+        return column, value
+    return column, lambda v: v
+
+
+def distinct_values(
+    connection: Connection, rule: DistinctRule, zone: tzinfo, keys: Iterable[sql.Key] | None = None
+) -> dict[sql.Key, set[str]]:
+    """The distinct values' hashes of every (subject, window) of the rule (or of the given keys only)."""
+    column, value_of = _field_reader(rule)
+    dialect = connection.dialect.name
+    subject = sql.subject_sql(rule.group_by)
+    grid = WindowGrid(rule.window, zone)
+    statement = select(subject, sql.E.occurred_at, column).where(sql.considered_sql(rule, dialect))
+    if keys is not None:
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        statements = [
+            statement.where(
+                sql.subject_is(rule.group_by, literal(who, String)),
+                sql.E.occurred_at >= start,
+                sql.E.occurred_at < grid.window(start).end,
+            )
+            for who, start in wanted
+        ]
+    else:
+        statements = [statement]
+    found: dict[sql.Key, set[str]] = {}
+    for each in statements:
+        for who, at, raw in connection.execute(each):
+            value = value_of(raw)
+            if value is None:
+                continue
+            when = _utc(connection, at)
+            assert when is not None
+            found.setdefault((who, grid.window(when).start), set()).add(value_hash(value))
+    return found
+
+
+def store_values(connection: Connection, rule_id: str, values: Mapping[sql.Key, set[str]]) -> None:
+    rows = [
+        {"rule_id": rule_id, "subject_id": who, "window_start": start, "value_hash": h}
+        for (who, start), hashes in sorted(values.items())
+        for h in sorted(hashes)
+    ]
+    for i in range(0, len(rows), _INSERT_CHUNK):
+        connection.execute(VALUES.insert(), rows[i : i + _INSERT_CHUNK])
+
+
+def measure_all(
+    connection: Connection, rule: AnyRule, zone: tzinfo, start: datetime, end: datetime
+) -> tuple[dict[sql.Key, sql.Aggregate], dict[datetime, datetime]]:
+    """The rule's figures over every window of [start, end) holding events, and the windows' ends by start."""
+    windows = list(windows_between(start, end, rule.window, zone))
+    return sql.measure_windows(connection, rule, zone, windows), {w.start: w.end for w in windows}
+
+
+def build(db: Database, rule: AnyRule, zone: tzinfo, *, force: bool = False) -> RuleBuild | None:
+    """Replace the rule's rows from the stored events, unless they follow its definition already (``force``:
+    always). Answers the build's record, or None when there was nothing to do."""
+    wanted = fingerprint(rule, zone)
+    started = time.perf_counter()
+    with db.session(write=True) as session:
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            connection.execute(_LOCK_RULE, {"key": rule_lock_id(rule.id)})
+        record = session.get(RuleBuild, rule.id)
+        if record is not None and record.fingerprint == wanted and not force:
+            return None
+        for table in (WINDOWS, VALUES):
+            connection.execute(delete(table).where(table.c.rule_id == rule.id))
+        first, last = connection.execute(select(func.min(Event.occurred_at), func.max(Event.occurred_at))).one()
+        found: dict[sql.Key, sql.Aggregate] = {}
+        if first is not None:
+            found, ends = measure_all(connection, rule, zone, first, last + _TICK)
+            if isinstance(rule, DistinctRule):
+                values = distinct_values(connection, rule, zone)
+                store_values(connection, rule.id, values)
+                found = {key: replace(figures, part=float(len(values.get(key, ())))) for key, figures in found.items()}
+            store(connection, rule, found, ends)
+        if record is None:
+            record = RuleBuild(rule_id=rule.id)
+            session.add(record)
+        record.fingerprint = wanted
+        record.built_at = utcnow()
+        record.windows = len(found)
+        record.duration_ms = int((time.perf_counter() - started) * 1000)
+        session.flush()
+        session.expunge(record)
+    log.info("aggregates of %s built: %s windows in %s ms", rule.id, record.windows, record.duration_ms)
+    return record
+
+
+def ensure_built(db: Database, rules: Iterable[AnyRule], zone: tzinfo) -> list[RuleBuild]:
+    """Build the rows of every rule whose rows follow another definition (or none); drop those of rules no
+    longer in ``rules``. Answers the builds made."""
+    listed = list(rules)
+    with db.session() as session:
+        recorded = {
+            row.rule_id: row.fingerprint for row in session.execute(select(RuleBuild.rule_id, RuleBuild.fingerprint))
+        }
+    builds = [
+        made
+        for rule in listed
+        if recorded.get(rule.id) != fingerprint(rule, zone) and (made := build(db, rule, zone)) is not None
+    ]
+    gone = set(recorded) - {rule.id for rule in listed}
+    if gone:
+        with db.session(write=True) as session:
+            for table in (BUILDS, WINDOWS, VALUES):
+                session.execute(delete(table).where(table.c.rule_id.in_(sorted(gone))))
+    return builds
+
+
+# --- reconciliation (scans) --------------------------------------------------------------------------------------
+
+
+def stored(connection: Connection, rule: AnyRule, first: datetime, last: datetime) -> dict[sql.Key, sql.Aggregate]:
+    """The rule's rows of the windows starting in [first, last]."""
+    statement = text(
+        f"SELECT {_COLUMNS} FROM rule_windows"
+        " WHERE rule_id = :rule AND window_start >= :first AND window_start <= :last"
+    ).bindparams(bindparam("first", type_=UTCDateTime), bindparam("last", type_=UTCDateTime))
+    found = _rows(
+        connection, connection.execute(statement, {"rule": rule.id, "first": first, "last": last}), {rule.id: rule}
+    )
+    return {(subject, start): figures for (_, subject, start), figures in found.items()}
+
+
+def repair(connection: Connection, rule: AnyRule, zone: tzinfo, keys: Mapping[sql.Key, Window]) -> int:
+    """Measure the given keys again under their locks and rewrite the rows that differ; how many did."""
+    if not keys:
+        return 0
+    lock(connection, [rule.id], ((rule.id, subject, start) for subject, start in keys))
+    measured = sql.measure_many(connection, zone, {rule: [(subject, window) for (subject, _), window in keys.items()]})[
+        rule.id
+    ]
+    values: dict[sql.Key, set[str]] = {}
+    if isinstance(rule, DistinctRule):
+        values = distinct_values(connection, rule, zone, keys)
+        measured = {key: replace(figures, part=float(len(values.get(key, ())))) for key, figures in measured.items()}
+    current = {
+        (subject, start): figures
+        for (_, subject, start), figures in read(
+            connection, {rule.id: rule}, ((rule.id, subject, start) for subject, start in keys)
+        ).items()
+    }
+    differ = [
+        key
+        for key in keys
+        if (key in measured) != (key in current) or (key in measured and not same_figures(measured[key], current[key]))
+    ]
+    if not differ:
+        return 0
+    remove(connection, rule.id, differ)
+    if values:
+        store_values(connection, rule.id, {key: values[key] for key in differ if key in values})
+    store(
+        connection,
+        rule,
+        {key: measured[key] for key in differ if key in measured},
+        {start: w.end for (_, start), w in keys.items()},
+    )
+    return len(differ)
+
+
+def same_figures(a: sql.Aggregate, b: sql.Aggregate) -> bool:
+    return (
+        a.n == b.n
+        and a.hits == b.hits
+        and sql.same_value(a.part, b.part)
+        and a.first_at == b.first_at
+        and a.last_at == b.last_at
+    )
