@@ -60,7 +60,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("rule_id", name=op.f("pk_rule_builds")),
     )
 
-
     with op.batch_alter_table("scans") as batch:
         batch.add_column(sa.Column("windows_repaired", sa.Integer(), nullable=False, server_default="0"))
 
