@@ -269,28 +269,31 @@ class Evaluator:
         alert: Alert | None,
         hits: int,
         delta: Delta | None,
-    ) -> tuple[list[int], str, str, str, str | None] | None:
-        """The evidence's event ids, the time of the last one listed, and the first event's unit, operator
-        kind and responsible officer; None where the alert's evidence still stands as it is.
+    ) -> tuple[list[int], str, tuple[str, str, str | None] | None] | None:
+        """The evidence's event ids, the time of the last one listed, and the first event's (unit, operator
+        kind, responsible officer) when it was read (None: the alert's first event stays); None where the
+        alert's evidence stays as it is.
 
-        The listed events are the first ``EVIDENCE_CAP`` counted ones in (occurred_at, id) order: once the
-        list is full, events after its last one change only the count, so they are not read again."""
+        The listed events are the first ``EVIDENCE_CAP`` counted ones in (occurred_at, id) order. New events
+        after the last one listed are appended (while there is room) without reading the window; only an
+        alert's first listing and a late event before the last one listed read the window's first events."""
         if alert is not None and "listed_until" in alert.evidence:
-            listed_until = datetime.fromisoformat(alert.evidence["listed_until"])
-            nothing_new = (delta is None or delta.first_at is None) and alert.hits == hits
-            after_full_list = (
-                delta is not None
-                and delta.first_at is not None
-                and len(alert.evidence["event_ids"]) >= sql.EVIDENCE_CAP
-                and delta.first_at > listed_until
-            )
-            if nothing_new or after_full_list:
+            listed: list[int] = alert.evidence["event_ids"]
+            listed_until = alert.evidence["listed_until"]
+            new = sorted(delta.counted) if delta is not None else []
+            if not new and alert.hits == hits:
                 return None
+            if new and alert.hits + len(new) == hits and new[0][0] > datetime.fromisoformat(listed_until):
+                room = sql.EVIDENCE_CAP - len(listed)
+                if room <= 0:
+                    return None
+                kept = new[:room]
+                return [*listed, *(event_id for _, event_id in kept)], kept[-1][0].isoformat(), None
         rows = sql.evidence(session.connection(), rule, self.zone, subject, window)
         if not rows:
             return None
         _, _, unit, kind, officer = rows[0]
-        return [row[0] for row in rows], rows[-1][1].isoformat(), unit, kind, officer
+        return [row[0] for row in rows], rows[-1][1].isoformat(), (unit, kind, officer)
 
     def _write(
         self,
@@ -327,10 +330,14 @@ class Evaluator:
         assert last_at is not None
         if listed is None:
             assert alert is not None
-            event_ids, listed_until = alert.evidence["event_ids"], alert.evidence["listed_until"]
+            event_ids, listed_until, first = alert.evidence["event_ids"], alert.evidence["listed_until"], None
+        else:
+            event_ids, listed_until, first = listed
+        if first is None:
+            assert alert is not None
             unit, responsible, subject_kind = alert.unit, alert.responsible_officer, alert.subject_kind
         else:
-            event_ids, listed_until, unit, kind, officer = listed
+            unit, kind, officer = first
             # 连带责任: the officer answerable for the subject, when the subject is a person with one.
             responsible, subject_kind = None, None  # subject_kind: police / auxiliary / staff for a person
             if rule.group_by is GroupBy.RESPONSIBLE_OFFICER:

@@ -148,6 +148,7 @@ class Delta:
     first_at: datetime | None = None  # first and last counted new event
     last_at: datetime | None = None
     values: set[str] = field(default_factory=set)  # distinct: the hashes met
+    counted: list[tuple[datetime, int]] = field(default_factory=list)  # (occurred_at, id) of the counted events
 
     def add(self, rule: AnyRule, event: Mapping[str, Any], at: datetime, zone: tzinfo) -> None:
         """Add one considered event (contract shape, ``occurred_at`` ``at``) as the reference counts it."""
@@ -171,6 +172,7 @@ class Delta:
             counted = at.astimezone(zone).time() not in rule.allowed_hours
         if counted:
             self.hits += 1
+            self.counted.append((at, event["id"]))
             self.first_at = at if self.first_at is None else min(self.first_at, at)
             self.last_at = at if self.last_at is None else max(self.last_at, at)
 

@@ -270,3 +270,19 @@ def test_fingerprints_ignore_thresholds_and_labels_only() -> None:
     assert aggregates.fingerprint(rules["g-fines"], ZONE) == aggregates.fingerprint(relabelled["g-fines"], ZONE)
     assert aggregates.fingerprint(rules["g-fines"], ZONE) != aggregates.fingerprint(filtered["g-fines"], ZONE)
     assert aggregates.fingerprint(rules["g-fines"], ZONE) != aggregates.fingerprint(rules["g-fines"], ZoneInfo("UTC"))
+
+
+def test_evidence_lists_the_first_hundred_counted_events_whatever_the_order(
+    gclient: TestClient, source_key: str, inspector_key: str
+) -> None:
+    for start in range(0, 150, 10):  # in time order, ten at a time: appended while there is room
+        post_all(gclient, source_key, [inspection("pass", 100 + i) for i in range(start, start + 10)])
+    alert = only_alert(gclient, inspector_key, "g-pass")
+    listed = alert["evidence"]["event_ids"]
+    assert (len(listed), alert["evidence"]["count"], alert["evidence"]["truncated"]) == (100, 150, True)
+    assert listed == sorted(listed)
+    post_all(gclient, source_key, [inspection("pass", 5)])  # a late event before all of them comes first
+    alert = only_alert(gclient, inspector_key, "g-pass")
+    late = max(alert["evidence"]["event_ids"])
+    assert alert["evidence"]["event_ids"] == [late, *listed[:99]]
+    assert alert["first_event_at"].startswith("2026-11-21T01:05:00")
