@@ -29,6 +29,7 @@ from app.db import Database
 from app.main import create_app
 from app.migrate import upgrade_head
 from app.models import Base
+from app.units.service import forget_units
 
 TEST_DB_ENV = "SUPERVISION_TEST_DATABASE_URL"
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,8 @@ def db(settings: Settings) -> Iterator[Database]:
 
 
 def empty_tables(database: Database) -> None:
-    """Delete every row of every table (the schema stays)."""
+    """Delete every row of every table (the schema stays), and what this process remembers of them."""
+    forget_units()
     tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
     with database.session(write=True) as session:
         if database.dialect == "postgresql":

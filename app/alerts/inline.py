@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import TypeVar
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.alerts.evaluate import Applied, Evaluator, Key
@@ -18,6 +19,7 @@ from app.events.service import Stored, contract_shape
 from app.rules.aggregates import Delta, StaleAggregates, ensure_built
 from app.rules.spec import RuleSet
 from app.rules.windows import Window
+from app.units.service import forget_units
 
 log = logging.getLogger("supervision.rules")
 
@@ -78,4 +80,10 @@ def evaluating(
             log.info("aggregates of %s follow other rules: catching up", ", ".join(exc.rule_ids))
             refresh = True
             ensure_built(db, rules(True), zone)
+        except IntegrityError:
+            # An org unit this process had seen is gone (see units.service): register the event's units again.
+            if attempt == ATTEMPTS - 1:
+                raise
+            with db.session() as session:
+                forget_units(session)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Select, Table, func, literal, select, update
+from sqlalchemy import Engine, Select, Table, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
-from app.db import insert_ignoring, utcnow
+from app.db import after_commit, insert_ignoring, utcnow
 from app.errors import InvalidInput, NotFound
 from app.units.models import Unit
 
@@ -19,14 +21,37 @@ UNITS: Table = Unit.__table__  # type: ignore[assignment]
 TREE_LOCK = 0x5E_0001
 
 
+# The service never deletes a unit, so a unit seen in the database stays there: each process remembers
+# the ids it has seen committed (per engine) and spares ingest the INSERT … ON CONFLICT round trip for
+# them. Should a unit vanish all the same (a hand-made DELETE, a test emptying its tables), the event's
+# foreign key refuses the insert and the caller forgets what it knew (`forget_units`) and tries again.
+_KNOWN: WeakKeyDictionary[Any, set[str]] = WeakKeyDictionary()
+
+
+def _pool(session: Session) -> Any:
+    bind = session.get_bind()
+    return bind.pool if isinstance(bind, Engine) else bind.engine.pool
+
+
+def forget_units(session: Session | None = None) -> None:
+    """Forget the units seen through this session's database (None: through every database)."""
+    if session is None:
+        _KNOWN.clear()
+    else:
+        _KNOWN.pop(_pool(session), None)
+
+
 def register_units(session: Session, unit_ids: Sequence[str], *, actor: str) -> None:
     """Register units an event names but nobody registered yet, as top-level units."""
-    if not unit_ids:
+    known = _KNOWN.setdefault(_pool(session), set())
+    fresh = sorted(set(unit_ids) - known)
+    if not fresh:
         return
+    after_commit(session, lambda: known.update(fresh))
     now = utcnow()
     rows = [
         {"id": unit_id, "parent_id": None, "registered_by": "event", "created_at": now, "updated_at": now}
-        for unit_id in sorted(set(unit_ids))
+        for unit_id in fresh
     ]
     statement = insert_ignoring(session, UNITS, conflict=("id",), returning=("id",))
     created = [row.id for row in session.connection().execute(statement, rows)]
