@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from app.logging import request_id_var
+from app.routing import allow_header, path_table, route_path
 
 log = logging.getLogger("supervision.errors")
 
@@ -25,6 +26,24 @@ Loc = tuple[str | int, ...]
 
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            # A lone surrogate the client sent (say, as an attribute's name) is echoed in `loc` or
+            # `detail`; UTF-8 cannot carry it, so it is answered as U+FFFD instead.
+            return super().render(_replace_surrogates(content))
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_replace_surrogates(key): _replace_surrogates(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_replace_surrogates(item) for item in value]
+    return value
 
 
 def problem(
@@ -135,10 +154,16 @@ async def _validation_error(_request: Request, exc: Exception) -> ProblemRespons
     return problem(422, detail, title="Validation failed", errors=errors)
 
 
-async def _http_error(_request: Request, exc: Exception) -> ProblemResponse:
+async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-    return problem(exc.status_code, detail, headers=dict(exc.headers) if exc.headers else None)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        # Starlette names only the methods of the first route that matched the path.
+        served = path_table(request.app).methods(route_path(request.scope))
+        if served:
+            headers["Allow"] = allow_header(served)
+    return problem(exc.status_code, detail, headers=headers or None)
 
 
 async def _database_unavailable(_request: Request, exc: Exception) -> ProblemResponse:
@@ -174,18 +199,36 @@ class ProblemOut(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "the body is not UTF-8 encoded JSON",
     401: "no key, or a key that is unknown or revoked",
     403: "the key's role may not do this",
     404: "not found (or outside the key's unit)",
     409: "conflicts with the stored state",
     412: "If-Match does not match the current version",
-    413: "the body is over 1 MiB, or a batch holds over 1000 events",
+    413: "the body is over 1 MiB",
+    415: "the body is not of a media type this operation reads",
     422: "invalid input: `errors[].loc` names each bad field",
+    503: "the database is unavailable or busy for the moment: nothing was done; send the request again",
+}
+
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": 'Bearer realm="supervision"', "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "seconds to wait before sending again", "schema": {"type": "integer"}}},
 }
 
 
-def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the problem answers a route can give."""
-    return {
-        code: {"description": _DESCRIPTIONS[code], "model": ProblemOut, "content": {PROBLEM_JSON: {}}} for code in codes
-    }
+def responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the problem answers a route can give; 503 (the database unavailable) is
+    added to every route, since each one reads its key or its data from the database. A keyword
+    `s413="…"` replaces the description of a code."""
+    entries: dict[int | str, dict[str, Any]] = {}
+    for code in sorted({*codes, 503}):
+        entry: dict[str, Any] = {
+            "description": descriptions.get(f"s{code}", _DESCRIPTIONS[code]),
+            "model": ProblemOut,
+            "content": {PROBLEM_JSON: {}},
+        }
+        if code in _HEADERS:
+            entry["headers"] = _HEADERS[code]
+        entries[code] = entry
+    return entries

@@ -11,6 +11,11 @@ from app.events.domains import text_problem
 
 MIN_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+# Row ids lie in their column's range: a larger one names nothing, and the database refuses even to
+# compare with it (PostgreSQL casts the parameter to the column's type). Events and audit entries
+# have BIGINT ids; alerts, breakers and scans INTEGER ones (SQLite's are 64-bit either way).
+MAX_ROW_ID = 2**63 - 1
+MAX_INT_ROW_ID = 2**31 - 1
 
 
 def _clean_text(value: str) -> str:
@@ -35,7 +40,10 @@ def in_time_range(value: datetime) -> datetime:
 
 Text = Annotated[str, AfterValidator(_clean_text)]
 IDENT_PATTERN = r"^\S(?:.*\S)?$"  # no leading or trailing blanks
-Ident = Annotated[Text, Field(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
+# Pydantic enforces a pattern given after a validator but leaves it out of the JSON schema; this
+# states it there too, so the OpenAPI document says what the server checks.
+SHOW_IDENT_PATTERN: dict[str, Any] = {"pattern": IDENT_PATTERN}
+Ident = Annotated[Text, Field(min_length=1, max_length=64, pattern=IDENT_PATTERN, json_schema_extra=SHOW_IDENT_PATTERN)]
 
 
 def _not_blank(value: str) -> str:

@@ -19,10 +19,13 @@ from app.config import Settings, get_settings
 from app.db import Database
 from app.edge import EdgeMiddleware
 from app.errors import install_error_handlers
+from app.events.openapi import discriminate_by_domain
 from app.events.router import router as events_router
 from app.logging import configure_logging
+from app.openapi import install_openapi
 from app.ops.router import router as ops_router
 from app.reports.router import router as reports_router
+from app.routing import operation_id
 from app.rules.router import router as rules_router
 from app.rules.state import RulesInForce
 from app.scans.router import router as scans_router
@@ -63,16 +66,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db.dispose()
 
     app = FastAPI(
-        title="Supervision (交管业务综合监管平台)",
+        # ASCII: a client generated from the document is named after the title.
+        title="Supervision",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.db = db
     app.state.settings = settings
     # Loaded once; a failure leaves an empty set in force and /readyz reporting the problem.
     app.state.rules = RulesInForce(settings.rules_dir, db)
     install_error_handlers(app)
+    install_openapi(app, refinements=[discriminate_by_domain])
     app.add_middleware(EdgeMiddleware)
     app.include_router(ops_router)
     app.include_router(events_router)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
-from app.events.schemas import IDENT_PATTERN, Text, in_time_range
+from app.fields import IDENT_PATTERN, MAX_INT_ROW_ID, MAX_ROW_ID, SHOW_IDENT_PATTERN, Text, in_time_range
 
 # An unescaped "+" in a query string arrives as a space ("…T09:30:00 08:00"): read it as the offset
 # sign it was meant to be, since a time without an offset is refused anyway.
@@ -28,4 +28,7 @@ QueryTime = Annotated[AwareDatetime, BeforeValidator(_restore_plus), AfterValida
 
 # Ids in query strings and paths are text as stored: no NUL characters, no surrounding blanks.
 QueryId = Annotated[Text | None, Query(max_length=64)]
-PathId = Annotated[Text, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN)]
+PathId = Annotated[Text, Path(min_length=1, max_length=64, pattern=IDENT_PATTERN, json_schema_extra=SHOW_IDENT_PATTERN)]
+# Row ids: positive, within their column's range (beyond it, a 422 rather than a database error).
+BigRowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a positive 64-bit integer")]
+RowId = Annotated[int, Path(ge=1, le=MAX_INT_ROW_ID, description="a positive 32-bit integer")]

@@ -193,17 +193,18 @@ class Soak:
         )
 
     async def scans_loop(self) -> None:
-        client = await Client.connect(self.port, self.keys["admin"])
-        try:
-            at = self.args.first_scan
-            for _ in range(math.ceil(self.duration / self.args.scan_every) + 1):
-                if at >= self.duration:
-                    break
-                await asyncio.sleep(max(0.0, self.t0 + at - time.monotonic()))
+        """A new connection per scan: uvicorn closes a keep-alive connection idle for 5 s."""
+        at = self.args.first_scan
+        for _ in range(math.ceil(self.duration / self.args.scan_every) + 1):
+            if at >= self.duration:
+                break
+            await asyncio.sleep(max(0.0, self.t0 + at - time.monotonic()))
+            client = await Client.connect(self.port, self.keys["admin"])
+            try:
                 await self.scan(client)
-                at += self.args.scan_every
-        finally:
-            client.close()
+            finally:
+                client.close()
+            at += self.args.scan_every
 
     async def monitor(self, say: Report) -> None:
         """At each minute's end: its server memory and CPU, and its line of the table."""

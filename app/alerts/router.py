@@ -14,8 +14,8 @@ from app.db import utcnow
 from app.deps import ReadSession, WriteSession
 from app.errors import InvalidInput, responses
 from app.events.domains import Domain
-from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
-from app.params import QueryId, QueryTime
+from app.pagination import Cursor, Limit, Page, decode_time_id_cursor, encode_cursor
+from app.params import QueryId, QueryTime, RowId
 from app.rules.spec import Severity
 from app.units.service import subtree
 
@@ -70,13 +70,7 @@ def list_alerts(
     """Alerts, newest window first, filtered and paged (a scoped key sees its units' alerts only)."""
     if time_from is not None and time_to is not None and time_to <= time_from:
         raise InvalidInput([(("query", "to"), "must be after `from`")])
-    after = None
-    if cursor is not None:
-        at, last_id = decode_cursor("alerts", cursor, arity=2)
-        try:
-            after = (datetime.fromisoformat(at), int(last_id))
-        except (TypeError, ValueError):
-            raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")]) from None
+    after = decode_time_id_cursor("alerts", cursor)
     filters = service.AlertFilter(
         stage=stage.value if stage else None,
         domain=domain.value if domain else None,
@@ -115,16 +109,16 @@ def _detail(session: Session, alert: Alert, response: Response) -> AlertDetail:
 
 
 @router.get("/{alert_id}", responses=responses(401, 403, 404, 422))
-def get_alert(alert_id: int, principal: InspectorKey, session: ReadSession, response: Response) -> AlertDetail:
+def get_alert(alert_id: RowId, principal: InspectorKey, session: ReadSession, response: Response) -> AlertDetail:
     """One alert with its evidence (the triggering events' ids, the measured value) and history; `ETag` is its
     version, for `If-Match` on a transition."""
     scope = subtree(principal.unit_id) if principal.unit_id else None
     return _detail(session, service.get_alert(session, alert_id, units=scope), response)
 
 
-@router.post("/{alert_id}/transitions", responses=responses(401, 403, 404, 409, 412, 422))
-def transition(
-    alert_id: int,
+@router.post("/{alert_id}/transitions", responses=responses(400, 401, 403, 404, 409, 412, 413, 422))
+def transition_alert(
+    alert_id: RowId,
     move: TransitionIn,
     principal: InspectorKey,
     session: WriteSession,

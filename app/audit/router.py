@@ -12,7 +12,7 @@ from app.audit.schemas import AuditEntryOut, VerdictOut
 from app.auth.deps import AdminKey, InspectorKey
 from app.deps import DatabaseDep
 from app.errors import InvalidInput, responses
-from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from app.pagination import Cursor, Limit, Page, decode_id_cursor, encode_cursor
 from app.params import QueryId, QueryTime
 from app.units.service import subtree
 
@@ -57,12 +57,7 @@ def list_audit(
     """The audit trail, newest first (by seq), filtered and paged; a unit-scoped key sees its units' entries."""
     if time_from is not None and time_to is not None and time_to <= time_from:
         raise InvalidInput([(("query", "to"), "must be after `from`")])
-    after = None
-    if cursor is not None:
-        (last,) = decode_cursor("audit", cursor, arity=1)
-        if not isinstance(last, int) or isinstance(last, bool):
-            raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")])
-        after = last
+    after = decode_id_cursor("audit", cursor)
     filters = service.AuditFilter(
         action=action,
         object_type=object_type,
@@ -107,8 +102,13 @@ def verify_audit(principal: InspectorKey, db: DatabaseDep) -> VerdictOut:
 @router.post(
     "/checkpoints",
     status_code=201,
-    responses={**responses(401, 403), 503: {"description": "transactions writing events did not finish in time"}},
+    responses=responses(
+        401,
+        403,
+        s503="the database is unavailable or busy, or transactions writing events did not finish in time; "
+        "send the request again after Retry-After",
+    ),
 )
-def post_checkpoint(admin: AdminKey, db: DatabaseDep) -> AuditEntryOut:
+def post_audit_checkpoint(admin: AdminKey, db: DatabaseDep) -> AuditEntryOut:
     """Append a checkpoint of the events stored so far (count, last id, hash over their content hashes)."""
     return entry_out(service.take_checkpoint(db, actor=admin.name))

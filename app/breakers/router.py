@@ -15,7 +15,7 @@ from app.deps import ReadSession, WriteSession
 from app.errors import responses
 from app.events.domains import Domain
 from app.pagination import Cursor, Limit, Page, decode_id_cursor, encode_cursor
-from app.params import QueryId
+from app.params import QueryId, RowId
 from app.rules.spec import GroupBy
 from app.units.service import subtree
 
@@ -68,8 +68,9 @@ def list_breakers(
     return Page[BreakerOut](items=[breaker_out(b) for b in page], next_cursor=next_cursor)
 
 
-@router.get("/check", responses=responses(401, 403, 422))
-def check(
+# Every role may check, so no 403.
+@router.get("/check", responses=responses(401, 422))
+def check_breakers(
     principal: CheckKey,
     session: ReadSession,
     subject_type: Annotated[GroupBy, Query(description="a rule group_by: operator, business_unit, agent, …")],
@@ -107,15 +108,15 @@ def _detail(session: ReadSession, breaker: Breaker) -> BreakerDetail:
 
 
 @router.get("/{breaker_id}", responses=responses(401, 403, 404, 422))
-def get_breaker(breaker_id: int, principal: InspectorKey, session: ReadSession) -> BreakerDetail:
+def get_breaker(breaker_id: RowId, principal: InspectorKey, session: ReadSession) -> BreakerDetail:
     """One breaker with its history of trips and resets."""
     units = subtree(principal.unit_id) if principal.unit_id else None
     return _detail(session, service.get_breaker(session, breaker_id, units=units))
 
 
-@router.post("/{breaker_id}/reset", responses=responses(401, 403, 404, 409, 422))
+@router.post("/{breaker_id}/reset", responses=responses(400, 401, 403, 404, 409, 413, 422))
 def reset_breaker(
-    breaker_id: int, body: ResetIn, principal: InspectorKey, session: WriteSession, request: Request
+    breaker_id: RowId, body: ResetIn, principal: InspectorKey, session: WriteSession, request: Request
 ) -> BreakerDetail:
     """Let an open breaker's subject do business again, on probation for the rule's `probation` (half_open).
     A suspension (停业整改, `kind: suspension`) is lifted at once instead, and only by an admin."""

@@ -7,10 +7,10 @@ is told exactly which field to fix.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 Loc = tuple[str | int, ...]
 
@@ -38,31 +38,62 @@ VEHICLE_TYPES = ("car", "new_energy", "motorcycle", "trailer", "truck", "other")
 RESULTS = ("pass", "fail")
 CLOSURES = ("mediated", "penalized", "no_liability", "transferred")
 
-Check = Callable[[Any], str | None]
+
+class Check(Protocol):
+    """A known attribute's check: the problem with a value, or None; and the JSON schema it enforces."""
+
+    def __call__(self, value: Any) -> str | None: ...
+
+    def json_schema(self) -> dict[str, Any]: ...
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def one_of(*choices: str) -> Check:
-    def check(value: Any) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}"
+@dataclass(frozen=True)
+class _OneOf:
+    choices: tuple[str, ...]
 
-    return check
+    def __call__(self, value: Any) -> str | None:
+        return None if value in self.choices else f"must be one of {', '.join(self.choices)}"
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class _Number:
+    low: float | None
+    high: float | None
+    integer: bool
+
+    def __call__(self, value: Any) -> str | None:
+        if not _is_number(value) or (self.integer and not isinstance(value, int)):
+            return "must be an integer" if self.integer else "must be a number"
+        if self.low is not None and value < self.low:
+            return f"must be ≥ {self.low:g}"
+        if self.high is not None and value > self.high:
+            return f"must be ≤ {self.high:g}"
+        return None
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "integer" if self.integer else "number"}
+        if self.low is not None:
+            schema["minimum"] = self.low
+        if self.high is not None:
+            schema["maximum"] = self.high
+        elif self.integer:
+            schema["maximum"] = MAX_SAFE_INTEGER  # json_value_errors refuses larger integers
+        return schema
+
+
+def one_of(*choices: str) -> Check:
+    return _OneOf(choices)
 
 
 def number(*, low: float | None = None, high: float | None = None, integer: bool = False) -> Check:
-    def check(value: Any) -> str | None:
-        if not _is_number(value) or (integer and not isinstance(value, int)):
-            return "must be an integer" if integer else "must be a number"
-        if low is not None and value < low:
-            return f"must be ≥ {low:g}"
-        if high is not None and value > high:
-            return f"must be ≤ {high:g}"
-        return None
-
-    return check
+    return _Number(low, high, integer)
 
 
 @dataclass(frozen=True)

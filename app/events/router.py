@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -27,8 +26,8 @@ from app.events.schemas import (
     OperatorOut,
 )
 from app.metrics import count_after_commit
-from app.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
-from app.params import QueryId, QueryTime
+from app.pagination import Cursor, Limit, Page, decode_time_id_cursor, encode_cursor
+from app.params import BigRowId, QueryId, QueryTime
 from app.units.service import subtree
 
 if TYPE_CHECKING:
@@ -78,7 +77,7 @@ def _store(request: Request, source: str, events: list[EventIn], *, batch: bool)
     status_code=201,
     responses={
         200: {"model": IngestResult, "description": "a duplicate of a stored event"},
-        **responses(401, 403, 409, 413, 422),
+        **responses(400, 401, 403, 409, 413, 422),
     },
 )
 async def post_event(event: EventIn, principal: SourceKey, request: Request, response: Response) -> IngestResult:
@@ -90,8 +89,13 @@ async def post_event(event: EventIn, principal: SourceKey, request: Request, res
     return result
 
 
-@router.post("/batch", responses=responses(401, 403, 409, 413, 422))
-async def post_batch(batch: BatchIn, principal: SourceKey, request: Request) -> BatchOut:
+@router.post(
+    "/batch",
+    responses=responses(
+        400, 401, 403, 409, 413, 422, s413="the body is over 1 MiB, or the batch holds over 1000 events"
+    ),
+)
+async def post_event_batch(batch: BatchIn, principal: SourceKey, request: Request) -> BatchOut:
     """Report up to 1000 events at once: all are stored, or none."""
     return BatchOut(items=await run_in_threadpool(_store, request, principal.name, batch.events, batch=True))
 
@@ -144,13 +148,7 @@ def list_events(
     """Stored events, newest first, filtered and paged."""
     if time_from is not None and time_to is not None and time_to <= time_from:
         raise InvalidInput([(("query", "to"), "must be after `from`")])
-    after = None
-    if cursor is not None:
-        at, last_id = decode_cursor("events", cursor, arity=2)
-        try:
-            after = (datetime.fromisoformat(at), int(last_id))
-        except (TypeError, ValueError):
-            raise InvalidInput([(("query", "cursor"), "not a cursor returned by this list")]) from None
+    after = decode_time_id_cursor("events", cursor)
     filters = service.EventFilter(
         domain=domain.value if domain else None,
         operator=operator,
@@ -169,7 +167,7 @@ def list_events(
 
 
 @router.get("/{event_id}", responses=responses(401, 403, 404, 422))
-def get_event(event_id: int, principal: InspectorKey, session: ReadSession) -> EventOut:
+def get_event(event_id: BigRowId, principal: InspectorKey, session: ReadSession) -> EventOut:
     """One stored event."""
     scope = subtree(principal.unit_id) if principal.unit_id else None
     return event_out(service.get_event(session, event_id=event_id, units=scope))

@@ -16,7 +16,17 @@ from pydantic import (
 from app.breakers.schemas import BreakerOut
 from app.errors import PayloadTooLarge
 from app.events.domains import Domain
-from app.fields import IDENT_PATTERN, MAX_TIME, MIN_TIME, Ident, Reason, Text, Time, in_time_range
+from app.fields import (
+    IDENT_PATTERN,
+    MAX_TIME,
+    MIN_TIME,
+    SHOW_IDENT_PATTERN,
+    Ident,
+    Reason,
+    Text,
+    Time,
+    in_time_range,
+)
 
 __all__ = ["IDENT_PATTERN", "MAX_TIME", "MIN_TIME", "Ident", "Reason", "Text", "Time", "in_time_range"]
 
@@ -56,7 +66,9 @@ class BusinessUnitIn(_Strict):
 
 
 class EventIn(_Strict):
-    source_event_id: Annotated[Text, Field(min_length=1, max_length=128, pattern=IDENT_PATTERN)]
+    source_event_id: Annotated[
+        Text, Field(min_length=1, max_length=128, pattern=IDENT_PATTERN, json_schema_extra=SHOW_IDENT_PATTERN)
+    ]
     domain: Domain
     action: Annotated[Text, Field(min_length=1, max_length=32)]
     occurred_at: Time

@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import metrics
 from app.db import Database
 from app.deps import get_db
-from app.errors import problem
+from app.errors import problem, responses
 from app.migrate import at_head
 from app.rules.service import readiness
 from app.rules.state import RulesInForce
@@ -28,7 +28,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "not ready: database unreachable or behind, or no rules"}})
+@router.get("/readyz", responses=responses(s503="not ready: database unreachable or behind, or no rules"))
 def readyz(request: Request, db: Annotated[Database, Depends(get_db)]) -> Response:
     """Ready to serve: the database answers, its schema is at the migrations' head and the rules loaded."""
     checks: dict[str, str] = {}
@@ -48,7 +48,7 @@ def readyz(request: Request, db: Annotated[Database, Depends(get_db)]) -> Respon
 
 
 @router.get("/metrics", response_class=Response)
-def metrics_endpoint(db: Annotated[Database, Depends(get_db)]) -> Response:
+def get_metrics(db: Annotated[Database, Depends(get_db)]) -> Response:
     """Prometheus metrics: requests, events, and alerts by stage and overdue (read from the database)."""
     body, content_type = metrics.render(db)
     return Response(content=body, media_type=content_type)

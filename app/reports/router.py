@@ -18,6 +18,9 @@ from app.units.service import subtree
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
+# The pattern is for the document; service.period_range checks it, with messages that say what is wrong.
+Period = Annotated[str, Field(json_schema_extra={"pattern": service.PERIOD_PATTERN})]
+
 
 class SummaryRow(BaseModel):
     group: str = Field(description="the unit, domain or rule id")
@@ -47,12 +50,12 @@ class Summary(BaseModel):
         **responses(401, 403, 422),
     },
 )
-def summary(
+def get_summary(
     request: Request,
     principal: InspectorKey,
     session: ReadSession,
     group_by: Literal["unit", "domain", "rule"] = "unit",
-    period: Annotated[str | None, Query(max_length=7, description="2026-03, 2026-Q1 or 2026 (local time)")] = None,
+    period: Annotated[Period | None, Query(max_length=7, description="2026-03, 2026-Q1 or 2026 (local time)")] = None,
     time_from: Annotated[QueryTime | None, Query(alias="from", description="window_start ≥ from")] = None,
     time_to: Annotated[QueryTime | None, Query(alias="to", description="window_start < to")] = None,
 ) -> Response:

@@ -22,12 +22,15 @@ from app.alerts.service import overdue_sql
 from app.alerts.workflow import PEOPLE_OUTCOMES
 from app.errors import InvalidInput
 from app.events.domains import Domain
+from app.fields import MAX_TIME, MIN_TIME
 
 GROUPS = ("unit", "domain", "rule")
 KINDS = ("police", "auxiliary", "staff")
 REACHED = (Stage.SUPERVISION, Stage.INTERVIEW, Stage.ACCOUNTABILITY, Stage.CLOSED, Stage.DISMISSED)
 STAYS = (Stage.WARNING, Stage.SUPERVISION, Stage.INTERVIEW, Stage.ACCOUNTABILITY)
-_PERIOD = re.compile(r"^(\d{4})(?:-(\d{2})|-Q([1-4]))?$")
+_PERIOD = re.compile(r"^([0-9]{4})(?:-([0-9]{2})|-Q([1-4]))?$")
+# What period_range accepts, for the OpenAPI document: the years every stored time lies in.
+PERIOD_PATTERN = r"^20[0-9]{2}(-(0[1-9]|1[0-2])|-Q[1-4])?$"
 
 
 def period_range(period: str, zone: tzinfo) -> tuple[datetime, datetime]:
@@ -36,6 +39,8 @@ def period_range(period: str, zone: tzinfo) -> tuple[datetime, datetime]:
     if match is None:
         raise InvalidInput([(("query", "period"), "a month (2026-03), a quarter (2026-Q1) or a year (2026)")])
     year = int(match.group(1))
+    if not MIN_TIME.year <= year < MAX_TIME.year:
+        raise InvalidInput([(("query", "period"), f"the year must be {MIN_TIME.year} to {MAX_TIME.year - 1}")])
     if match.group(2):
         month = int(match.group(2))
         if not 1 <= month <= 12:

@@ -59,8 +59,7 @@ def list_rules(_principal: InspectorKey, rules: Rules, domain: Domain | None = N
     "/validate",
     responses={
         200: {"model": ValidateOut, "description": "the document would load"},
-        **responses(401, 403, 413, 422),
-        415: {"description": "the body is not YAML text"},
+        **responses(401, 403, 413, 415, 422, s415="the body is not YAML text (send Content-Type: application/yaml)"),
     },
     openapi_extra={
         "requestBody": {
@@ -79,7 +78,11 @@ async def validate_rules(request: Request, _admin: AdminKey) -> ValidateOut:
         text = (await request.body()).decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput([(("body",), "must be UTF-8 text")]) from None
-    return ValidateOut(valid=True, rules=service.validate_text(text))
+    try:
+        return ValidateOut(valid=True, rules=service.validate_text(text))
+    except RecursionError:
+        # YAML nested thousands of levels deep exhausts the parser's stack; no rule document does that.
+        raise InvalidInput([(("body",), "the document is nested too deeply")]) from None
 
 
 @router.post("/reload", responses=responses(401, 403, 422))
@@ -96,8 +99,8 @@ def get_rule(rule_id: PathId, _principal: InspectorKey, rules: Rules) -> Respons
     return JSONResponse(service.rule_json(_rule(rules, rule_id)))
 
 
-@router.post("/{rule_id}/backtest", responses=responses(401, 403, 404, 422))
-def backtest(
+@router.post("/{rule_id}/backtest", responses=responses(400, 401, 403, 404, 413, 422))
+def backtest_rule(
     rule_id: PathId, body: BacktestIn, principal: InspectorKey, rules: Rules, session: ReadSession, request: Request
 ) -> BacktestOut:
     """The alerts a rule would have raised over stored events in a range (written nowhere)."""

@@ -8,6 +8,7 @@ from app.db import Database
 from app.deps import ReadSession
 from app.errors import responses
 from app.pagination import Cursor, Limit, Page, decode_id_cursor, encode_cursor
+from app.params import RowId
 from app.scans import service
 from app.scans.models import Scan
 from app.scans.schemas import ScanIn, ScanOut
@@ -39,7 +40,7 @@ def scan_out(scan: Scan) -> ScanOut:
     )
 
 
-@router.post("", status_code=201, responses=responses(401, 403, 422))
+@router.post("", status_code=201, responses=responses(400, 401, 403, 413, 422))
 async def post_scan(admin: AdminKey, request: Request, body: ScanIn | None = None) -> ScanOut:
     """Run every rule over every window holding stored events in the range (default: all), now; answer the run."""
     body = body or ScanIn()
@@ -71,6 +72,6 @@ def list_scans(
 
 
 @router.get("/{scan_id}", responses=responses(401, 403, 404, 422))
-def get_scan(scan_id: int, _principal: InspectorKey, session: ReadSession) -> ScanOut:
+def get_scan(scan_id: RowId, _principal: InspectorKey, session: ReadSession) -> ScanOut:
     """One scan run."""
     return scan_out(service.get_scan(session, scan_id))

@@ -28,7 +28,7 @@ def unit_out(unit: Unit) -> UnitOut:
 
 @router.put(
     "/{unit_id}",
-    responses={201: {"model": UnitOut, "description": "created"}, **responses(401, 403, 422)},
+    responses={201: {"model": UnitOut, "description": "created"}, **responses(400, 401, 403, 413, 422)},
 )
 def put_unit(unit_id: PathId, body: UnitIn, admin: AdminKey, session: WriteSession, response: Response) -> UnitOut:
     """Create or replace an org unit (200 replaced, 201 created)."""
