@@ -33,7 +33,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -252,7 +252,7 @@ def _time(at: datetime | None) -> str | None:
     return None if at is None else sql.sqlite_time(at)
 
 
-def _utc(connection: Connection, value: Any) -> datetime | None:
+def _utc(value: Any) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -260,17 +260,15 @@ def _utc(connection: Connection, value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
-def _rows(connection: Connection, result: Iterable[Any], rules: Mapping[str, AnyRule]) -> dict[Key, sql.Aggregate]:
+def _rows(result: Iterable[Any], rules: Mapping[str, AnyRule]) -> dict[Key, sql.Aggregate]:
     found: dict[Key, sql.Aggregate] = {}
     for rule_id, subject, start, n, hits, part, total, first_at, last_at in result:
         rule = rules.get(rule_id)
         exact = None if total is None else Decimal(str(total))
         value = float(exact or 0) if isinstance(rule, SumRule) else float(part)
-        at = _utc(connection, start)
+        at = _utc(start)
         assert at is not None
-        found[(rule_id, subject, at)] = sql.Aggregate(
-            int(n), int(hits), value, _utc(connection, first_at), _utc(connection, last_at), exact
-        )
+        found[(rule_id, subject, at)] = sql.Aggregate(int(n), int(hits), value, _utc(first_at), _utc(last_at), exact)
     return found
 
 
@@ -320,7 +318,7 @@ def add(
             for k, d in ordered
         ]
         parameters = {"rows": json.dumps(rows, ensure_ascii=False)}
-    found = _rows(connection, connection.execute(_UPSERT[dialect], parameters), rules)
+    found = _rows(connection.execute(_UPSERT[dialect], parameters), rules)
     stale = {key[0] for key in deltas if key not in found}
     if stale:
         raise StaleAggregates(stale)
@@ -345,7 +343,7 @@ def _insert_values(connection: Connection, ordered: Sequence[tuple[Key, Delta]])
         parameters = {"rows": json.dumps(rows, ensure_ascii=False)}
     new: dict[Key, int] = {}
     for rule_id, subject, start in connection.execute(_NEW_VALUES[dialect], parameters):
-        at = _utc(connection, start)
+        at = _utc(start)
         assert at is not None
         key = (rule_id, subject, at)
         new[key] = new.get(key, 0) + 1
@@ -367,7 +365,7 @@ def read(connection: Connection, rules: Mapping[str, AnyRule], keys: Iterable[Ke
     else:
         rows = [[k[0], k[1], sql.sqlite_time(k[2])] for k in listed]
         parameters = {"keys": json.dumps(rows, ensure_ascii=False)}
-    return _rows(connection, connection.execute(_READ[dialect], parameters), rules)
+    return _rows(connection.execute(_READ[dialect], parameters), rules)
 
 
 def store(
@@ -417,18 +415,13 @@ def remove(connection: Connection, rule_id: str, keys: Iterable[sql.Key]) -> Non
 # --- building from the events ------------------------------------------------------------------------------------
 
 
-def _field_reader(rule: AnyRule) -> tuple[Any, Any]:
-    """The column a rule's field is read from, and how to get the value from that column's value."""
-    path = rule.field  # type: ignore[union-attr]
-    column = sql.E.attributes if path.startswith(ATTRIBUTES_PREFIX) else sql.COLUMNS[path]
-    if column is sql.E.attributes:
-        name = path[len(ATTRIBUTES_PREFIX) :]
-
-        def value(attributes: Any) -> Any:
-            return attributes.get(name) if isinstance(attributes, dict) else None
-
-        return column, value
-    return column, lambda v: v
+def _field_reader(rule: DistinctRule) -> tuple[Any, Callable[[Any], Any]]:
+    """The column a rule's field is read from, and how to get the field's value from that column's value."""
+    path = rule.field
+    if not path.startswith(ATTRIBUTES_PREFIX):
+        return sql.COLUMNS[path], lambda value: value
+    name = path[len(ATTRIBUTES_PREFIX) :]
+    return sql.E.attributes, lambda attributes: attributes.get(name) if isinstance(attributes, dict) else None
 
 
 def distinct_values(
@@ -460,7 +453,7 @@ def distinct_values(
             value = value_of(raw)
             if value is None:
                 continue
-            when = _utc(connection, at)
+            when = _utc(at)
             assert when is not None
             found.setdefault((who, grid.window(when).start), set()).add(value_hash(value))
     return found
@@ -550,9 +543,7 @@ def stored(connection: Connection, rule: AnyRule, first: datetime, last: datetim
         f"SELECT {_COLUMNS} FROM rule_windows"
         " WHERE rule_id = :rule AND window_start >= :first AND window_start <= :last"
     ).bindparams(bindparam("first", type_=UTCDateTime), bindparam("last", type_=UTCDateTime))
-    found = _rows(
-        connection, connection.execute(statement, {"rule": rule.id, "first": first, "last": last}), {rule.id: rule}
-    )
+    found = _rows(connection.execute(statement, {"rule": rule.id, "first": first, "last": last}), {rule.id: rule})
     return {(subject, start): figures for (_, subject, start), figures in found.items()}
 
 
