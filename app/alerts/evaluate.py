@@ -320,6 +320,7 @@ class Evaluator:
             and alert.hits == hits
             and sql.same_value(alert.value, value)
             and alert.tripped == tripped
+            and "listed_until" in alert.evidence  # else its evidence is to be listed again (the rule changed)
         ):
             return None
         listed = self._evidence(session, rule, subject, window, alert, hits, delta)

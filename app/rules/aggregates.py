@@ -477,6 +477,12 @@ def measure_all(
     return sql.measure_windows(connection, rule, zone, windows), {w.start: w.end for w in windows}
 
 
+_UNLIST = {
+    "postgresql": text("UPDATE alerts SET evidence = evidence - 'listed_until' WHERE rule_id = :rule"),
+    "sqlite": text("UPDATE alerts SET evidence = json_remove(evidence, '$.listed_until') WHERE rule_id = :rule"),
+}
+
+
 def build(db: Database, rule: AnyRule, zone: tzinfo, *, force: bool = False) -> RuleBuild | None:
     """Replace the rule's rows from the stored events, unless they follow its definition already (``force``:
     always). Answers the build's record, or None when there was nothing to do."""
@@ -491,6 +497,10 @@ def build(db: Database, rule: AnyRule, zone: tzinfo, *, force: bool = False) -> 
             return None
         for table in (WINDOWS, VALUES):
             connection.execute(delete(table).where(table.c.rule_id == rule.id))
+        if record is not None and record.fingerprint != wanted:
+            # The rule's alerts listed the events its previous definition counted: they are listed again
+            # when next evaluated (inline or by a scan).
+            connection.execute(_UNLIST[connection.dialect.name], {"rule": rule.id})
         first, last = connection.execute(select(func.min(Event.occurred_at), func.max(Event.occurred_at))).one()
         found: dict[sql.Key, sql.Aggregate] = {}
         if first is not None:

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, type_coerce, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -59,6 +60,15 @@ class Plan:
     drifted: dict[sql.Key, Window]  # aggregate rows that differ from the events
 
 
+def _listed(dialect: str) -> ColumnElement[bool]:
+    """Whether an alert's evidence says where its listing ends; when not, it is to be listed again (its rule's
+    definition changed since, or it predates the aggregates)."""
+    if dialect == "postgresql":
+        listed: ColumnElement[bool] = type_coerce(Alert.evidence, JSONB).has_key("listed_until")
+        return listed
+    return func.json_extract(Alert.evidence, "$.listed_until").is_not(None)
+
+
 def plan_rule(session: Session, rule: AnyRule, zone: tzinfo, start: datetime, end: datetime) -> Plan:
     """Measure ``rule`` over the windows overlapping [start, end); the rows that drifted and the keys whose
     alert must change. The session should read one snapshot (the events and the rows agree in it)."""
@@ -78,9 +88,15 @@ def plan_rule(session: Session, rule: AnyRule, zone: tzinfo, start: datetime, en
     stored = {
         (row.subject_id, row.window_start): row
         for row in session.execute(
-            select(Alert.subject_id, Alert.window_start, Alert.value, Alert.hits, Alert.tripped, Alert.cleared).where(
-                Alert.rule_id == rule.id, Alert.window_start >= first, Alert.window_start <= last
-            )
+            select(
+                Alert.subject_id,
+                Alert.window_start,
+                Alert.value,
+                Alert.hits,
+                Alert.tripped,
+                Alert.cleared,
+                _listed(connection.dialect.name).label("listed"),
+            ).where(Alert.rule_id == rule.id, Alert.window_start >= first, Alert.window_start <= last)
         )
     }
     keys: dict[Key, Window] = {}
@@ -103,11 +119,17 @@ def plan_rule(session: Session, rule: AnyRule, zone: tzinfo, start: datetime, en
                 or alert.hits != found.hits
                 or not sql.same_value(alert.value, value)
                 or (tripped and not alert.tripped)
+                or not alert.listed
             ):
                 keys[(rule.id, subject, ws)] = window
         elif alert is not None:
             if value is not None and found.hits > 0:  # below warn_at: the alert follows the value, cleared
-                if not alert.cleared or alert.hits != found.hits or not sql.same_value(alert.value, value):
+                if (
+                    not alert.cleared
+                    or alert.hits != found.hits
+                    or not sql.same_value(alert.value, value)
+                    or not alert.listed
+                ):
                     keys[(rule.id, subject, ws)] = window
             elif not alert.cleared:
                 keys[(rule.id, subject, ws)] = window

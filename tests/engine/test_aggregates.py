@@ -102,9 +102,11 @@ def gclient(settings: Settings, db: Database, folder: Path) -> Iterator[TestClie
         yield client
 
 
-def post_all(client: TestClient, key: str, events: list[dict[str, Any]]) -> None:
+def post_all(client: TestClient, key: str, events: list[dict[str, Any]]) -> list[int]:
+    """Post a batch; the stored events' ids."""
     response = client.post("/v1/events/batch", json={"events": events}, headers=bearer(key))
     assert response.status_code == 200, response.text
+    return [item["id"] for item in response.json()["items"]]
 
 
 def only_alert(client: TestClient, key: str, rule: str) -> dict[str, Any]:
@@ -163,7 +165,7 @@ def test_distinct_values_count_once_each(gclient: TestClient, source_key: str, i
 def test_a_rule_changed_by_a_reload_is_measured_over_history(
     gclient: TestClient, folder: Path, db: Database, source_key: str, inspector_key: str, admin_key: str
 ) -> None:
-    post_all(gclient, source_key, [fine(100, 1), fine(200, 2), fine(5, 3)])
+    before = post_all(gclient, source_key, [fine(100, 1), fine(200, 2), fine(5, 3)])
     # Only fines of at least 50 count from now on: the stored 5 no longer does, for the past too.
     write_rules(folder, g=RULES.replace("  field: attributes.fine_amount\n", FINES_FILTERED))
     response = gclient.post("/v1/rules/reload", headers=bearer(admin_key))
@@ -171,12 +173,14 @@ def test_a_rule_changed_by_a_reload_is_measured_over_history(
     with db.session() as session:  # rebuilt from the stored events before the reload answered
         figures = session.execute(select(RuleWindow.n, RuleWindow.total).where(RuleWindow.rule_id == "g-fines")).one()
     assert (figures.n, figures.total) == (2, Decimal(300))
-    post_all(gclient, source_key, [fine(50, 4), fine(10, 5)])
+    after = post_all(gclient, source_key, [fine(50, 4), fine(10, 5)])
     with db.session() as session:
         figures = session.execute(select(RuleWindow.n, RuleWindow.total).where(RuleWindow.rule_id == "g-fines")).one()
     assert (figures.n, figures.total) == (3, Decimal(350))
     alert = only_alert(gclient, inspector_key, "g-fines")
     assert (alert["value"], alert["hits"]) == (350, 3)
+    # The evidence is listed anew for the rule in force, not appended to what the old one counted.
+    assert alert["evidence"]["event_ids"] == [before[0], before[1], after[0]]
 
 
 def test_a_worker_whose_rules_were_replaced_counts_the_event_for_the_rules_in_force(
@@ -286,3 +290,19 @@ def test_evidence_lists_the_first_hundred_counted_events_whatever_the_order(
     late = max(alert["evidence"]["event_ids"])
     assert alert["evidence"]["event_ids"] == [late, *listed[:99]]
     assert alert["first_event_at"].startswith("2026-11-21T01:05:00")
+
+
+def test_after_a_reload_the_evidence_lists_what_the_rule_in_force_counts(
+    settings: Settings, db: Database, tmp_path: Path, source_key: str, inspector_key: str, admin_key: str
+) -> None:
+    big = "  field: attributes.fine_amount\n  filter: {attributes.fine_amount: {gte: 50}}\n"
+    small = "  field: attributes.fine_amount\n  filter: {attributes.fine_amount: {lt: 150}}\n"
+    folder = write_rules(tmp_path / "reloaded", g=RULES.replace("  field: attributes.fine_amount\n", big))
+    with app_client(settings, folder) as client:
+        first = post_all(client, source_key, [fine(100, 1), fine(200, 2), fine(5, 3)])  # counted: 100 and 200
+        write_rules(folder, g=RULES.replace("  field: attributes.fine_amount\n", small))  # now: 100 and 5
+        assert client.post("/v1/rules/reload", headers=bearer(admin_key)).status_code == 200
+        later = post_all(client, source_key, [fine(60, 4)])
+        alert = only_alert(client, inspector_key, "g-fines")
+    assert (alert["value"], alert["hits"]) == (165, 3)
+    assert alert["evidence"]["event_ids"] == [first[0], first[2], later[0]]
