@@ -68,9 +68,9 @@ def evaluating(
     When the stored aggregates of a rule turn out to follow another definition than this worker's (a
     reload made elsewhere, or rows not built yet), the transaction rolls back, the worker catches up
     (``rules(True)``), the rules' aggregates are built, and ``work`` runs again."""
-    refresh = False
+    in_force = rules(False)
     for attempt in range(ATTEMPTS):
-        evaluator = Evaluator(rules(refresh), zone)
+        evaluator = Evaluator(in_force, zone)
         try:
             with db.session(write=True) as session:
                 return work(session, evaluator)
@@ -78,8 +78,8 @@ def evaluating(
             if attempt == ATTEMPTS - 1:
                 raise
             log.info("aggregates of %s follow other rules: catching up", ", ".join(exc.rule_ids))
-            refresh = True
-            ensure_built(db, rules(True), zone)
+            in_force = rules(True)
+            ensure_built(db, in_force, zone)
         except IntegrityError:
             # An org unit this process had seen is gone (see units.service): register the event's units again.
             if attempt == ATTEMPTS - 1:

@@ -1,19 +1,20 @@
 """Rules measured by the database: one set-based statement per rule, on SQLite and PostgreSQL.
 
 The reference evaluator (:mod:`app.rules.engine`) defines what a rule measures; this module computes the
-same thing with SQL, so that neither a scan nor the inline evaluation reads events into Python one by one.
+same thing with SQL, so that no scan reads events into Python one by one.
 A rule's filter, subject, window and value become one ``SELECT … GROUP BY subject, window`` over the
 ``events`` table joined to a list of windows computed by :mod:`app.rules.windows` (so window edges are
 exactly the reference ones in any zone, daylight saving included). The statement returns, per (subject,
 window) holding considered events, the aggregates a value is made of; :func:`value_of` turns them into
-the value. Scans pass every window of a time range; the inline evaluation passes the (subject, window)
-pairs an event touched, which the indexes on ``(subject column, occurred_at)`` answer without reading
-anything outside those windows.
+the value. Scans pass every window of a time range, and to build a rule's aggregates
+(:mod:`app.rules.aggregates`, which the inline evaluation keeps up to date without reading events again);
+a scan's repair and the evidence of an alert pass the (subject, window) pairs they need, which the indexes
+on ``(subject column, occurred_at)`` answer without reading anything outside those windows.
 
 Filter semantics follow :mod:`app.rules.filters`: values compare only with values of the same kind (text,
 number, true/false), text orders by code point, and an absent field matches only ``ne``/``not_in``.
-``sum`` adds floats in the database's order (the reference uses an exactly rounded sum), so the two may
-differ in the last bits; :func:`same_value` is the comparison to use.
+``sum`` adds exact decimals (NUMERIC on PostgreSQL, ``decimal_sum`` on SQLite); the reference rounds its sum
+of floats exactly once, so the two may differ in the last bits; :func:`same_value` is the comparison to use.
 """
 
 from __future__ import annotations
@@ -405,7 +406,7 @@ def _scan_statement(rule: AnyRule, dialect: str, zone: tzinfo, windows: Sequence
     )
 
 
-# The (subject, window) pairs of the inline evaluation travel as arrays (PostgreSQL) or one JSON text
+# The (subject, window) pairs of a keyed measurement (a scan's repair) travel as arrays (PostgreSQL) or one JSON text
 # (SQLite), so that each rule's statement is built and compiled once and only its parameters change.
 def _keys_source(dialect: str, n: int) -> Any:
     """The (subject, ws, we) rows of member ``n`` of a statement, from its parameters."""
@@ -554,7 +555,7 @@ def measure_many(
     connection: Connection, zone: tzinfo, wanted: Mapping[AnyRule, Iterable[tuple[str, Window]]]
 ) -> dict[str, dict[Key, Aggregate]]:
     """The aggregates of the given (subject, window) pairs of each rule (absent: no considered event there),
-    in one statement when they are few keys (the inline case)."""
+    in one statement when they are few keys (a scan's repair of drifted rows)."""
     dialect = connection.dialect.name
     found: dict[str, dict[Key, Aggregate]] = {rule.id: {} for rule in wanted}
     members: list[tuple[AnyRule, Offsets]] = []
