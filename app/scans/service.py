@@ -108,31 +108,22 @@ def plan_rule(session: Session, rule: AnyRule, zone: tzinfo, start: datetime, en
         groups += 1
         baseline = windows[max(0, index - rule.baseline_windows) : index] if isinstance(rule, SpikeRule) else ()
         value = sql.value_of(rule, (subject, ws), aggregates, baseline)
-        finding = value is not None and value >= rule.warn_at and found.hits > 0
         alert = stored.pop((subject, ws), None)
-        if finding:
-            assert value is not None
+        if value is not None and found.hits > 0 and (value >= rule.warn_at or alert is not None):
+            # A finding, or an alert's window below warn_at (the alert follows it, cleared): as the evaluator.
+            cleared = value < rule.warn_at
             tripped = rule.trip_at is not None and value >= rule.trip_at
             if (
                 alert is None
-                or alert.cleared
+                or alert.cleared != cleared
                 or alert.hits != found.hits
                 or not sql.same_value(alert.value, value)
                 or (tripped and not alert.tripped)
                 or not alert.listed
             ):
                 keys[(rule.id, subject, ws)] = window
-        elif alert is not None:
-            if value is not None and found.hits > 0:  # below warn_at: the alert follows the value, cleared
-                if (
-                    not alert.cleared
-                    or alert.hits != found.hits
-                    or not sql.same_value(alert.value, value)
-                    or not alert.listed
-                ):
-                    keys[(rule.id, subject, ws)] = window
-            elif not alert.cleared:
-                keys[(rule.id, subject, ws)] = window
+        elif alert is not None and not alert.cleared:
+            keys[(rule.id, subject, ws)] = window
     # Alerts whose window no longer holds any considered event (the rule changed): cleared.
     for (subject, ws), alert in stored.items():
         if not alert.cleared and ws in by_start:
