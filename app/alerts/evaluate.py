@@ -174,7 +174,8 @@ class Evaluator:
         in_force = {rule.id: rule for rule_id in sorted(by_rule) if (rule := self.rules.get(rule_id)) is not None}
         aggregates.lock(connection, in_force, (key for key in keys if key[0] in in_force))
         adding = {key: delta for key, delta in (deltas or {}).items() if key[0] in in_force}
-        figures = aggregates.add(connection, in_force, adding, self._fingerprints)
+        alerted: set[Key] = set()
+        figures = aggregates.add(connection, in_force, adding, self._fingerprints, alerted)
         baselines: dict[Key, list[Window]] = {}
         wanted = {key for key in keys if key[0] in in_force and key not in figures}
         for key, window in keys.items():
@@ -182,16 +183,23 @@ class Evaluator:
             if isinstance(rule, SpikeRule):
                 baselines[key] = base = self.grid(rule).before(window, rule.baseline_windows)
                 wanted.update((rule.id, key[1], w.start) for w in base if (rule.id, key[1], w.start) not in figures)
-        figures.update(aggregates.read(connection, in_force, wanted))
+        figures.update(aggregates.read(connection, in_force, wanted, alerted))
         by_window: dict[str, dict[sql.Key, sql.Aggregate]] = {rule_id: {} for rule_id in in_force}
         for (rule_id, subject, start), found in figures.items():
             by_window[rule_id][(subject, start)] = found
-        existing = {
-            (alert.rule_id, alert.subject_id, alert.window_start): alert
-            for alert in session.scalars(
-                _ALERTS_OF[connection.dialect.name], _alert_keys(connection.dialect.name, keys)
-            )
-        }
+        # Alerts are loaded only for keys that have one, as their rows said under the keys' locks (no alert
+        # of a locked key can appear meanwhile), and for keys without a row, which may still have one.
+        loading = [key for key in keys if key[0] in in_force and (key in alerted or key not in figures)]
+        existing = (
+            {
+                (alert.rule_id, alert.subject_id, alert.window_start): alert
+                for alert in session.scalars(
+                    _ALERTS_OF[connection.dialect.name], _alert_keys(connection.dialect.name, loading)
+                )
+            }
+            if loading
+            else {}
+        )
         trips: list[tuple[AnyRule, Alert]] = []
         for rule in in_force.values():
             trips += self._apply_rule(

@@ -52,7 +52,8 @@ def evaluate_stored(
         touched.append(found)
         keys.update(found)
     applied = evaluator.apply(session, keys, actor=f"rules:{source}"[:64], now=now, deltas=deltas)
-    breakers = open_breakers(session, {s for shape in shapes for s in event_subjects(shape)}, now)
+    unblocked = all(item.unblocked for item in stored) and not applied.tripped
+    breakers = [] if unblocked else open_breakers(session, {s for shape in shapes for s in event_subjects(shape)}, now)
     verdicts = []
     for shape, found in zip(shapes, touched, strict=True):
         alerts = sorted({applied.alert_of[key] for key in found if key in applied.alert_of})

@@ -6,23 +6,66 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
-from app.auth.service import Principal, Role, authenticate
+from app.auth.service import Principal, Role, authenticate, hash_secret
 from app.db import Database
 from app.deps import get_db
 from app.errors import Forbidden, Unauthorized
 
 
-def current_principal(request: Request, db: Annotated[Database, Depends(get_db)]) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, secret = header.partition(" ")
+def bearer_secret(request: Request) -> str:
+    """The key sent as `Authorization: Bearer <key>` (401 without one)."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
+    return secret.strip()
+
+
+def look_up(db: Database, secret: str) -> Principal:
+    """The active key of ``secret`` (401 when unknown or revoked)."""
     # One read, no transaction around it: autocommit saves a BEGIN and a ROLLBACK round trip.
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        principal = authenticate(conn, secret.strip())
+        principal = authenticate(conn, secret)
     if principal is None:
         raise Unauthorized("the API key is unknown or revoked")
+    return principal
+
+
+def current_principal(request: Request, db: Annotated[Database, Depends(get_db)]) -> Principal:
+    principal = look_up(db, bearer_secret(request))
+    request.state.principal = principal
+    return principal
+
+
+# Ingest keys met before, by the hash of their secret. On PostgreSQL the statement that stores a request's
+# events also checks that its key is still active (events.service._KEY_ACTIVE), so a known key needs no
+# lookup of its own, nor a hop to a thread for it, and a revoked key is still refused at once (and
+# forgotten here). Only keys admitted to ingest are kept, so a revoked key of another role meets the lookup.
+_INGEST_KEYS: dict[str, Principal] = {}
+_INGEST_KEYS_KEPT = 1024
+_INGEST_ROLES = frozenset({Role.SOURCE, Role.ADMIN})
+
+
+def forget_ingest_key(principal: Principal) -> None:
+    for digest, known in list(_INGEST_KEYS.items()):
+        if known.key_id == principal.key_id:
+            _INGEST_KEYS.pop(digest, None)
+
+
+async def ingest_principal(request: Request, db: Annotated[Database, Depends(get_db)]) -> Principal:
+    """A key admitted to post events (source or admin), checked for revocation by the insert on PostgreSQL."""
+    secret = bearer_secret(request)
+    digest = hash_secret(secret)
+    principal = _INGEST_KEYS.get(digest) if db.dialect == "postgresql" else None
+    if principal is None:
+        principal = await run_in_threadpool(look_up, db, secret)
+        if principal.role in _INGEST_ROLES and db.dialect == "postgresql":
+            if len(_INGEST_KEYS) >= _INGEST_KEYS_KEPT:
+                _INGEST_KEYS.clear()
+            _INGEST_KEYS[digest] = principal
+    if principal.role not in _INGEST_ROLES:
+        raise Forbidden(f"this needs the role admin, source; the key {principal.name!r} is {principal.role.value}")
     request.state.principal = principal
     return principal
 
@@ -41,5 +84,7 @@ def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
 
 
 SourceKey = Annotated[Principal, Depends(require(Role.SOURCE))]
+# For the ingest routes: a source (or admin) key whose revocation the storing statement checks.
+IngestKey = Annotated[Principal, Depends(ingest_principal)]
 InspectorKey = Annotated[Principal, Depends(require(Role.INSPECTOR))]
 AdminKey = Annotated[Principal, Depends(require())]

@@ -8,11 +8,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app.alerts.evaluate import Evaluator
 from app.alerts.inline import evaluate_stored, evaluating
-from app.auth.deps import InspectorKey, SourceKey
+from app.auth.deps import IngestKey, InspectorKey, forget_ingest_key
+from app.auth.service import Principal
 from app.breakers.router import breaker_out
 from app.db import Database, utcnow
 from app.deps import ReadSession
-from app.errors import InvalidInput, responses
+from app.errors import InvalidInput, Unauthorized, responses
 from app.events import service
 from app.events.domains import Domain
 from app.events.models import Event
@@ -36,14 +37,16 @@ if TYPE_CHECKING:
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
-def _store(request: Request, source: str, events: list[EventIn], *, batch: bool) -> list[IngestResult]:
+def _store(request: Request, principal: Principal, events: list[EventIn], *, batch: bool) -> list[IngestResult]:
     """Validate, then store and evaluate the rules in one transaction that commits before the answer is sent."""
     service.validate(events, batch=batch)
     db: Database = request.app.state.db
     in_force: RulesInForce = request.app.state.rules
 
+    source = principal.name
+
     def work(session: Session, evaluator: Evaluator) -> list[IngestResult]:
-        stored = service.ingest(session, source=source, events=events, batch=batch)
+        stored = service.ingest(session, source=source, events=events, batch=batch, key_id=principal.key_id)
         verdicts, _ = evaluate_stored(session, evaluator, source=source, stored=stored, now=utcnow())
         count_after_commit(
             session,
@@ -62,8 +65,11 @@ def _store(request: Request, source: str, events: list[EventIn], *, batch: bool)
             for item, verdict in zip(stored, verdicts, strict=True)
         ]
 
-    results = evaluating(db, request.app.state.settings.zone, lambda refresh: in_force.rules_for(db, refresh), work)
-    return results
+    try:
+        return evaluating(db, request.app.state.settings.zone, lambda refresh: in_force.rules_for(db, refresh), work)
+    except Unauthorized:
+        forget_ingest_key(principal)  # revoked since this process last met it
+        raise
 
 
 # The ingest routes are async and hand their whole unit of work to the thread pool in one call: each
@@ -80,10 +86,10 @@ def _store(request: Request, source: str, events: list[EventIn], *, batch: bool)
         **responses(400, 401, 403, 409, 413, 422),
     },
 )
-async def post_event(event: EventIn, principal: SourceKey, request: Request, response: Response) -> IngestResult:
+async def post_event(event: EventIn, principal: IngestKey, request: Request, response: Response) -> IngestResult:
     """Report one business event (201 new, 200 duplicate); the answer lists the alerts it raised or updated
     and whether a breaker stops its subject (`blocked`: stop the business)."""
-    (result,) = await run_in_threadpool(_store, request, principal.name, [event], batch=False)
+    (result,) = await run_in_threadpool(_store, request, principal, [event], batch=False)
     if result.duplicate:
         response.status_code = 200
     return result
@@ -95,9 +101,9 @@ async def post_event(event: EventIn, principal: SourceKey, request: Request, res
         400, 401, 403, 409, 413, 422, s413="the body is over 1 MiB, or the batch holds over 1000 events"
     ),
 )
-async def post_event_batch(batch: BatchIn, principal: SourceKey, request: Request) -> BatchOut:
+async def post_event_batch(batch: BatchIn, principal: IngestKey, request: Request) -> BatchOut:
     """Report up to 1000 events at once: all are stored, or none."""
-    return BatchOut(items=await run_in_threadpool(_store, request, principal.name, batch.events, batch=True))
+    return BatchOut(items=await run_in_threadpool(_store, request, principal, batch.events, batch=True))
 
 
 def event_out(event: Event) -> EventOut:

@@ -83,8 +83,27 @@ class StaleAggregates(AppError):
 # --- fingerprints and locks ------------------------------------------------------------------------------------------
 
 
+# Fingerprints by the identity of the rule object (rules are immutable once loaded) and the zone: every
+# request's evaluator needs those of all rules in force, and hashing them each time cost an eighth of a
+# single POST. The rule is kept beside its fingerprint, so an id reused by a new object cannot match.
+_FINGERPRINTS: dict[tuple[int, str], tuple[AnyRule, str]] = {}
+_FINGERPRINTS_KEPT = 4096
+
+
 def fingerprint(rule: AnyRule, zone: tzinfo) -> str:
     """What a rule's aggregates depend on, hashed: thresholds, labels and severity may change freely."""
+    memo = (id(rule), str(zone))
+    found = _FINGERPRINTS.get(memo)
+    if found is not None and found[0] is rule:
+        return found[1]
+    if len(_FINGERPRINTS) >= _FINGERPRINTS_KEPT:
+        _FINGERPRINTS.clear()
+    made = _fingerprint(rule, zone)
+    _FINGERPRINTS[memo] = (rule, made)
+    return made
+
+
+def _fingerprint(rule: AnyRule, zone: tzinfo) -> str:
     kept = rule.model_dump(
         mode="json",
         exclude={"id", "label_zh", "label_en", "warn_at", "trip_at", "severity", "probation", "min_events"},
@@ -181,6 +200,16 @@ class Delta:
 
 _COLUMNS = "rule_id, subject_id, window_start, n, hits, part, total, first_at, last_at"
 
+
+def _alerted(table: str) -> str:
+    """Whether the key of a ``rule_windows`` row (named ``table``) has an alert: returned beside its figures,
+    so that inline evaluation loads alerts only for the keys that have one (most windows never do)."""
+    return (
+        f"EXISTS (SELECT 1 FROM alerts a WHERE a.rule_id = {table}.rule_id AND a.subject_id = {table}.subject_id"
+        f" AND a.window_start = {table}.window_start)"
+    )
+
+
 _UPSERT = {
     "postgresql": text(
         "INSERT INTO rule_windows AS w (rule_id, subject_id, window_start, window_end, n, hits, part, total,"
@@ -197,7 +226,7 @@ _UPSERT = {
         " n = w.n + excluded.n, hits = w.hits + excluded.hits, part = w.part + excluded.part,"
         " total = COALESCE(w.total + excluded.total, w.total, excluded.total),"
         " first_at = LEAST(w.first_at, excluded.first_at), last_at = GREATEST(w.last_at, excluded.last_at)"
-        f" RETURNING {_COLUMNS}"
+        f" RETURNING {_COLUMNS}, {_alerted('w')}"
     ),
     "sqlite": text(
         "INSERT INTO rule_windows (rule_id, subject_id, window_start, window_end, n, hits, part, total,"
@@ -214,19 +243,19 @@ _UPSERT = {
         " total = decimal_add(total, excluded.total),"
         " first_at = coalesce(min(first_at, excluded.first_at), first_at, excluded.first_at),"
         " last_at = coalesce(max(last_at, excluded.last_at), last_at, excluded.last_at)"
-        f" RETURNING {_COLUMNS}"
+        f" RETURNING {_COLUMNS}, {_alerted('rule_windows')}"
     ),
 }
 
 _READ = {
     "postgresql": text(
-        f"SELECT {', '.join('w.' + c for c in _COLUMNS.split(', '))} FROM rule_windows w"
+        f"SELECT {', '.join('w.' + c for c in _COLUMNS.split(', '))}, {_alerted('w')} FROM rule_windows w"
         " JOIN unnest(CAST(:rules AS text[]), CAST(:subjects AS text[]), CAST(:starts AS timestamptz[]))"
         " AS k(rule_id, subject_id, window_start)"
         " ON w.rule_id = k.rule_id AND w.subject_id = k.subject_id AND w.window_start = k.window_start"
     ),
     "sqlite": text(
-        f"SELECT {', '.join('w.' + c for c in _COLUMNS.split(', '))} FROM json_each(:keys) AS k"
+        f"SELECT {', '.join('w.' + c for c in _COLUMNS.split(', '))}, {_alerted('w')} FROM json_each(:keys) AS k"
         " JOIN rule_windows w ON w.rule_id = json_extract(k.value, '$[0]')"
         " AND w.subject_id = json_extract(k.value, '$[1]') AND w.window_start = json_extract(k.value, '$[2]')"
     ),
@@ -260,22 +289,34 @@ def _utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)  # type: ignore[no-any-return]
 
 
-def _rows(result: Iterable[Any], rules: Mapping[str, AnyRule]) -> dict[Key, sql.Aggregate]:
+def _rows(
+    result: Iterable[Any], rules: Mapping[str, AnyRule], alerted: set[Key] | None = None
+) -> dict[Key, sql.Aggregate]:
+    """Figures by key from rows of ``_COLUMNS``; with ``alerted``, the rows also say whether their key has an
+    alert, and those keys are added to it."""
     found: dict[Key, sql.Aggregate] = {}
-    for rule_id, subject, start, n, hits, part, total, first_at, last_at in result:
+    for row in result:
+        rule_id, subject, start, n, hits, part, total, first_at, last_at = row[:9]
         rule = rules.get(rule_id)
         exact = None if total is None else Decimal(str(total))
         value = float(exact or 0) if isinstance(rule, SumRule) else float(part)
         at = _utc(start)
         assert at is not None
         found[(rule_id, subject, at)] = sql.Aggregate(int(n), int(hits), value, _utc(first_at), _utc(last_at), exact)
+        if alerted is not None and row[9]:
+            alerted.add((rule_id, subject, at))
     return found
 
 
 def add(
-    connection: Connection, rules: Mapping[str, AnyRule], deltas: Mapping[Key, Delta], fingerprints: Mapping[str, str]
+    connection: Connection,
+    rules: Mapping[str, AnyRule],
+    deltas: Mapping[Key, Delta],
+    fingerprints: Mapping[str, str],
+    alerted: set[Key] | None = None,
 ) -> dict[Key, sql.Aggregate]:
-    """Add the deltas to their rows (created when absent); the rows' new figures.
+    """Add the deltas to their rows (created when absent); the rows' new figures (and, into ``alerted``, the
+    keys that have an alert).
 
     The keys must be locked. A rule whose stored fingerprint is not ``fingerprints[rule]`` gets nothing
     written and raises :class:`StaleAggregates` (the caller's transaction must then roll back)."""
@@ -318,7 +359,7 @@ def add(
             for k, d in ordered
         ]
         parameters = {"rows": json.dumps(rows, ensure_ascii=False)}
-    found = _rows(connection.execute(_UPSERT[dialect], parameters), rules)
+    found = _rows(connection.execute(_UPSERT[dialect], parameters), rules, set() if alerted is None else alerted)
     stale = {key[0] for key in deltas if key not in found}
     if stale:
         raise StaleAggregates(stale)
@@ -350,8 +391,11 @@ def _insert_values(connection: Connection, ordered: Sequence[tuple[Key, Delta]])
     return new
 
 
-def read(connection: Connection, rules: Mapping[str, AnyRule], keys: Iterable[Key]) -> dict[Key, sql.Aggregate]:
-    """The stored figures of the given keys (absent: no considered event there)."""
+def read(
+    connection: Connection, rules: Mapping[str, AnyRule], keys: Iterable[Key], alerted: set[Key] | None = None
+) -> dict[Key, sql.Aggregate]:
+    """The stored figures of the given keys (absent: no considered event there); into ``alerted``, those of
+    them that have an alert."""
     listed = sorted(set(keys))
     if not listed:
         return {}
@@ -365,7 +409,7 @@ def read(connection: Connection, rules: Mapping[str, AnyRule], keys: Iterable[Ke
     else:
         rows = [[k[0], k[1], sql.sqlite_time(k[2])] for k in listed]
         parameters = {"keys": json.dumps(rows, ensure_ascii=False)}
-    return _rows(connection.execute(_READ[dialect], parameters), rules)
+    return _rows(connection.execute(_READ[dialect], parameters), rules, set() if alerted is None else alerted)
 
 
 def store(

@@ -211,6 +211,33 @@ def test_revoking_one_key_leaves_another_of_the_same_name_working(
     assert client.post("/v1/events", json=make_event(), headers=bearer(new)).status_code == 201
 
 
+def test_a_source_key_that_posted_before_is_refused_at_once_once_revoked(
+    client: TestClient, make_key: KeyMaker, db: Database
+) -> None:
+    # The ingest routes remember keys they met; the statement storing the events checks them again.
+    source = make_key("source", "vr-system")
+    first = make_event(source_event_id="REVOKE-1")
+    assert client.post("/v1/events", json=first, headers=bearer(source)).status_code == 201
+    revoke(db, source)
+    fresh = make_event(source_event_id="REVOKE-2")
+    assert is_401(client.post("/v1/events", json=fresh, headers=bearer(source)))
+    assert is_401(client.post("/v1/events", json=first, headers=bearer(source)))  # a duplicate too
+    batch = {"events": [first, fresh, make_event(source_event_id="REVOKE-3")]}
+    assert is_401(client.post("/v1/events/batch", json=batch, headers=bearer(source)))
+    with db.session() as session:
+        stored = session.scalars(text("SELECT source_event_id FROM events ORDER BY 1")).all()
+    assert stored == ["REVOKE-1"]
+
+
+def test_an_inspector_key_is_forbidden_to_post_events_and_revoked_it_is_unauthorized(
+    client: TestClient, make_key: KeyMaker, db: Database
+) -> None:
+    inspector = make_key("inspector", "desk")
+    assert client.post("/v1/events", json=make_event(), headers=bearer(inspector)).status_code == 403
+    revoke(db, inspector)
+    assert is_401(client.post("/v1/events", json=make_event(), headers=bearer(inspector)))
+
+
 # --- the bootstrap admin key -------------------------------------------------------------------
 
 
