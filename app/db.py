@@ -15,11 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, Numeric, Table, Text, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, Numeric, Table, Text, TextClause, column, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeDecorator
 
 from app.config import Settings
@@ -262,6 +263,13 @@ def _insert_ignoring(dialect: str, table: Table, conflict: tuple[str, ...], retu
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).on_conflict_do_nothing(index_elements=list(conflict))
     return statement.returning(*(table.c[name] for name in returning)) if returning else statement
+
+
+def described(statement: TextClause, *names: str) -> TextualSelect:
+    """A text statement that returns rows, with its result columns named (untyped: values arrive as the driver
+    gives them). SQLAlchemy then reads the shape of its results once, not on every execution (a fifth of
+    a small statement's cost in the client)."""
+    return statement.columns(*(column(name) for name in names))
 
 
 def insert_ignoring(

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, Table, and_, bindparam, or_, select, text
 from sqlalchemy.orm import Session
 
-from app.db import insert_ignoring, utcnow
+from app.db import described, insert_ignoring, utcnow
 from app.errors import Conflict, InvalidInput, Loc, NotFound, Unauthorized
 from app.events.domains import action_errors, attribute_errors, json_value_errors
 from app.events.models import Event
@@ -213,15 +213,22 @@ _KEY_ACTIVE = (
     " OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = CAST(:key_id AS bigint) AND k.revoked_at IS NULL)"
 )
 _RETURNING = f"ON CONFLICT (source, source_event_id) DO NOTHING RETURNING id, source_event_id, {_UNBLOCKED}"
-_UNNEST_INSERT = text(
-    f"INSERT INTO events ({', '.join(name for name, _ in _COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in _COLUMNS)}) "
-    f"{_KEY_ACTIVE} {_RETURNING}"
+_RETURNED = ("id", "source_event_id", "unblocked")
+_UNNEST_INSERT = described(
+    text(
+        f"INSERT INTO events ({', '.join(name for name, _ in _COLUMNS)}) "
+        f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in _COLUMNS)}) "
+        f"{_KEY_ACTIVE} {_RETURNING}"
+    ),
+    *_RETURNED,
 )
 # One event: scalar parameters cost the driver a third of what sixteen one-element arrays do.
-_SINGLE_INSERT = text(
-    f"INSERT INTO events ({', '.join(name for name, _ in _COLUMNS)}) "
-    f"SELECT {', '.join(f'CAST(:{name} AS {kind})' for name, kind in _COLUMNS)} {_KEY_ACTIVE} {_RETURNING}"
+_SINGLE_INSERT = described(
+    text(
+        f"INSERT INTO events ({', '.join(name for name, _ in _COLUMNS)}) "
+        f"SELECT {', '.join(f'CAST(:{name} AS {kind})' for name, kind in _COLUMNS)} {_KEY_ACTIVE} {_RETURNING}"
+    ),
+    *_RETURNED,
 )
 _KEY_IS_ACTIVE = text("SELECT 1 FROM api_keys WHERE id = :key_id AND revoked_at IS NULL")
 

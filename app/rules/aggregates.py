@@ -43,7 +43,7 @@ from sqlalchemy import String, Table, bindparam, delete, func, literal, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from app.db import Database, UTCDateTime, decimal_of, utcnow
+from app.db import Database, UTCDateTime, decimal_of, described, utcnow
 from app.errors import AppError
 from app.events.models import Event
 from app.rules import sql
@@ -129,9 +129,12 @@ def key_lock_id(key: Key) -> int:
     return lock_id(rule_id, subject, start.isoformat())
 
 
-_LOCK = text(
-    "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(k) ELSE pg_advisory_xact_lock(k) END"
-    " FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS boolean[])) WITH ORDINALITY AS t(k, s, i) ORDER BY i"
+_LOCK = described(
+    text(
+        "SELECT CASE WHEN s THEN pg_advisory_xact_lock_shared(k) ELSE pg_advisory_xact_lock(k) END"
+        " FROM unnest(CAST(:keys AS bigint[]), CAST(:shared AS boolean[])) WITH ORDINALITY AS t(k, s, i) ORDER BY i"
+    ),
+    "locked",
 )
 _LOCK_RULE = text("SELECT pg_advisory_xact_lock(:key)")
 
@@ -210,7 +213,8 @@ def _alerted(table: str) -> str:
     )
 
 
-_UPSERT = {
+_WINDOW_ROW = (*_COLUMNS.split(", "), "alerted")
+_UPSERT_TEXT = {
     "postgresql": text(
         "INSERT INTO rule_windows AS w (rule_id, subject_id, window_start, window_end, n, hits, part, total,"
         " first_at, last_at)"
@@ -246,8 +250,9 @@ _UPSERT = {
         f" RETURNING {_COLUMNS}, {_alerted('rule_windows')}"
     ),
 }
+_UPSERT = {dialect: described(statement, *_WINDOW_ROW) for dialect, statement in _UPSERT_TEXT.items()}
 
-_READ = {
+_READ_TEXT = {
     "postgresql": text(
         f"SELECT {', '.join('w.' + c for c in _COLUMNS.split(', '))}, {_alerted('w')} FROM rule_windows w"
         " JOIN unnest(CAST(:rules AS text[]), CAST(:subjects AS text[]), CAST(:starts AS timestamptz[]))"
@@ -260,8 +265,9 @@ _READ = {
         " AND w.subject_id = json_extract(k.value, '$[1]') AND w.window_start = json_extract(k.value, '$[2]')"
     ),
 }
+_READ = {dialect: described(statement, *_WINDOW_ROW) for dialect, statement in _READ_TEXT.items()}
 
-_NEW_VALUES = {
+_NEW_VALUES_TEXT = {
     "postgresql": text(
         "INSERT INTO rule_window_values (rule_id, subject_id, window_start, value_hash)"
         " SELECT * FROM unnest(CAST(:rules AS text[]), CAST(:subjects AS text[]), CAST(:starts AS timestamptz[]),"
@@ -274,6 +280,10 @@ _NEW_VALUES = {
         " json_extract(value, '$[3]') FROM json_each(:rows) WHERE true"
         " ON CONFLICT DO NOTHING RETURNING rule_id, subject_id, window_start"
     ),
+}
+_NEW_VALUES = {
+    dialect: described(statement, "rule_id", "subject_id", "window_start")
+    for dialect, statement in _NEW_VALUES_TEXT.items()
 }
 
 
