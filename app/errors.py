@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -166,9 +168,20 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     return problem(exc.status_code, detail, headers=headers or None)
 
 
+def _transient(exc: Exception) -> bool:
+    """Whether a database error passes by itself. SQLite raises OperationalError for SQL it cannot
+    run, too (SQLITE_ERROR: a syntax error, a missing table): that is a bug, not a busy database,
+    and retrying would never help, so it is left to the 500 handler."""
+    orig = getattr(exc, "orig", None)
+    return not (isinstance(orig, sqlite3.Error) and getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR")
+
+
 async def _database_unavailable(_request: Request, exc: Exception) -> ProblemResponse:
-    # A lost connection, a failover, or SQLite's write lock held past the busy timeout: the request
-    # did nothing (its transaction rolled back) and may simply be sent again.
+    # A lost connection, a failover, SQLite's write lock held past the busy timeout, or no pooled
+    # connection free in time: the request did nothing (its transaction rolled back) and may simply
+    # be sent again.
+    if not _transient(exc):
+        raise exc
     log.warning("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
     return problem(
         503, "the database is unavailable for the moment; send the request again", headers={"Retry-After": "1"}
@@ -177,6 +190,7 @@ async def _database_unavailable(_request: Request, exc: Exception) -> ProblemRes
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

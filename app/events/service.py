@@ -198,6 +198,9 @@ _UNNEST_INSERT = text(
 
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert the rows that are not stored yet; the ids of those inserted, by source_event_id."""
+    if not rows:
+        # An empty batch: SQLite would be sent `INSERT INTO events DEFAULT VALUES ON CONFLICT …`, a syntax error.
+        return {}
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         columns: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
