@@ -120,6 +120,19 @@ class PayloadTooLarge(AppError):
     status = 413
 
 
+class TooManyRequests(AppError):
+    """Over a rate limit (app/ratelimit.py); `retry_after` seconds until the window that refused it ends."""
+
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class InvalidInput(AppError):
     """A 422 for input that passed the schema but breaks a rule of the domain."""
 
@@ -222,21 +235,24 @@ _DESCRIPTIONS = {
     413: "the body is over 1 MiB",
     415: "the body is not of a media type this operation reads",
     422: "invalid input: `errors[].loc` names each bad field",
+    429: "too many requests with unknown keys from this address: wait `Retry-After` seconds",
     503: "the database is unavailable or busy for the moment: nothing was done; send the request again",
 }
 
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": 'Bearer realm="supervision"', "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "seconds until the refusing window ends", "schema": {"type": "integer"}}},
     503: {"Retry-After": {"description": "seconds to wait before sending again", "schema": {"type": "integer"}}},
 }
 
 
 def responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem answers a route can give; 503 (the database unavailable) is
-    added to every route, since each one reads its key or its data from the database. A keyword
+    added to every route, since each one reads its key or its data from the database, and 429 to every
+    route that reads a key (401), since failed keys from an address are limited. A keyword
     `s413="…"` replaces the description of a code."""
     entries: dict[int | str, dict[str, Any]] = {}
-    for code in sorted({*codes, 503}):
+    for code in sorted({*codes, 503, *((429,) if 401 in codes else ())}):
         entry: dict[str, Any] = {
             "description": descriptions.get(f"s{code}", _DESCRIPTIONS[code]),
             "model": ProblemOut,

@@ -11,6 +11,7 @@ from app.auth.service import Principal, Role, authenticate
 from app.db import Database
 from app.deps import get_db
 from app.errors import Forbidden, Unauthorized
+from app.ratelimit import RateLimits
 
 
 def current_principal(request: Request, db: Annotated[Database, Depends(get_db)]) -> Principal:
@@ -18,10 +19,15 @@ def current_principal(request: Request, db: Annotated[Database, Depends(get_db)]
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
+    limits: RateLimits = request.app.state.rate_limits
+    address = request.client.host if request.client else "unknown"
+    # Checked before the key: once an address is over its limit, a right guess is refused too.
+    limits.before_authentication(address)
     # One read, no transaction around it: autocommit saves a BEGIN and a ROLLBACK round trip.
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         principal = authenticate(conn, secret.strip())
     if principal is None:
+        limits.authentication_failed(address)
         raise Unauthorized("the API key is unknown or revoked")
     request.state.principal = principal
     return principal

@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from app.alerts.evaluate import Evaluator
 from app.alerts.inline import evaluate_stored, evaluating
 from app.auth.deps import InspectorKey, SourceKey
+from app.auth.service import Principal
 from app.breakers.router import breaker_out
 from app.db import Database, utcnow
 from app.deps import ReadSession
@@ -28,6 +29,7 @@ from app.events.schemas import (
 from app.metrics import count_after_commit
 from app.pagination import Cursor, Limit, Page, decode_time_id_cursor, encode_cursor
 from app.params import BigRowId, QueryId, QueryTime
+from app.ratelimit import RateLimits
 from app.units.service import subtree
 
 if TYPE_CHECKING:
@@ -35,9 +37,18 @@ if TYPE_CHECKING:
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
+INGEST_429 = (
+    "over a rate limit: the key's events a second (a batch counts its events) or requests a second, "
+    "or unknown keys from this address; nothing was stored: send again after `Retry-After` seconds"
+)
 
-def _store(request: Request, source: str, events: list[EventIn], *, batch: bool) -> list[IngestResult]:
-    """Validate, then store and evaluate the rules in one transaction that commits before the answer is sent."""
+
+def _store(request: Request, principal: Principal, events: list[EventIn], *, batch: bool) -> list[IngestResult]:
+    """Count against the key's rate limits, validate, then store and evaluate the rules in one transaction
+    that commits before the answer is sent."""
+    limits: RateLimits = request.app.state.rate_limits
+    limits.ingest(key_id=principal.key_id, events=len(events))
+    source = principal.name
     service.validate(events, batch=batch)
     db: Database = request.app.state.db
     in_force: RulesInForce = request.app.state.rules
@@ -77,13 +88,13 @@ def _store(request: Request, source: str, events: list[EventIn], *, batch: bool)
     status_code=201,
     responses={
         200: {"model": IngestResult, "description": "a duplicate of a stored event"},
-        **responses(400, 401, 403, 409, 413, 422),
+        **responses(400, 401, 403, 409, 413, 422, s429=INGEST_429),
     },
 )
 async def post_event(event: EventIn, principal: SourceKey, request: Request, response: Response) -> IngestResult:
     """Report one business event (201 new, 200 duplicate); the answer lists the alerts it raised or updated
     and whether a breaker stops its subject (`blocked`: stop the business)."""
-    (result,) = await run_in_threadpool(_store, request, principal.name, [event], batch=False)
+    (result,) = await run_in_threadpool(_store, request, principal, [event], batch=False)
     if result.duplicate:
         response.status_code = 200
     return result
@@ -92,12 +103,19 @@ async def post_event(event: EventIn, principal: SourceKey, request: Request, res
 @router.post(
     "/batch",
     responses=responses(
-        400, 401, 403, 409, 413, 422, s413="the body is over 1 MiB, or the batch holds over 1000 events"
+        400,
+        401,
+        403,
+        409,
+        413,
+        422,
+        s413="the body is over 1 MiB, or the batch holds over 1000 events",
+        s429=INGEST_429,
     ),
 )
 async def post_event_batch(batch: BatchIn, principal: SourceKey, request: Request) -> BatchOut:
     """Report up to 1000 events at once: all are stored, or none."""
-    return BatchOut(items=await run_in_threadpool(_store, request, principal.name, batch.events, batch=True))
+    return BatchOut(items=await run_in_threadpool(_store, request, principal, batch.events, batch=True))
 
 
 def event_out(event: Event) -> EventOut:
