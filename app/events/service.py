@@ -15,7 +15,7 @@ from app.errors import Conflict, InvalidInput, Loc, NotFound
 from app.events.domains import action_errors, attribute_errors, json_value_errors
 from app.events.models import Event
 from app.events.schemas import EventIn, OperatorKind
-from app.jsonutil import canonical_hash, dumps
+from app.jsonutil import canonical_hash, dumps, size_errors
 from app.units import service as unit_service
 
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
@@ -36,6 +36,7 @@ def domain_errors(event: EventIn) -> list[tuple[Loc, str]]:
     errors = list(action_errors(event.domain, event.action))
     errors += attribute_errors(event.domain, event.action, event.attributes)
     errors += json_value_errors(event.attributes, ("attributes",))
+    errors += size_errors(event.attributes, ("attributes",))
     operator = event.operator
     if operator.kind is OperatorKind.AUXILIARY and operator.responsible_officer is None:
         errors.append((("operator", "responsible_officer"), "required when the operator is an auxiliary"))
