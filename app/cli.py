@@ -77,6 +77,11 @@ def serve(
         # Each worker writes its metrics here and /metrics adds them up, whichever worker answers.
         own_metrics_dir = tempfile.mkdtemp(prefix="supervision-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
+    own_limits_dir = None
+    if workers > 1 and settings.rate_limit_enabled and settings.redis_url is None and settings.rate_limit_file is None:
+        # The workers count rate limits together in a file here (app/ratelimit.py), not each its own.
+        own_limits_dir = tempfile.mkdtemp(prefix="supervision-ratelimit-")
+        os.environ["SUPERVISION_RATE_LIMIT_FILE"] = str(Path(own_limits_dir) / "counters.db")
     try:
         uvicorn.run(
             "app.main:app_factory",
@@ -91,6 +96,8 @@ def serve(
     finally:
         if own_metrics_dir is not None:
             shutil.rmtree(own_metrics_dir, ignore_errors=True)
+        if own_limits_dir is not None:
+            shutil.rmtree(own_limits_dir, ignore_errors=True)
 
 
 @cli.command()

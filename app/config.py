@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from limits import parse_many
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -39,6 +40,15 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=20, ge=0, le=200)
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    rate_limit_enabled: bool = Field(default=True, description="false turns every rate limit off (benchmarks)")
+    rate_limit_events: str = Field(
+        default="20000/second;600000/minute", description="events per API key on ingestion (a batch counts its events)"
+    )
+    rate_limit_requests: str = Field(default="300/second", description="ingestion requests per API key")
+    rate_limit_auth_failures: str = Field(default="30/minute", description="unknown or revoked keys per client address")
+    rate_limit_prefix: str = Field(default="supervision", description="prefix of the rate-limit keys in Redis")
+    rate_limit_file: Path | None = Field(default=None, description="set by `serve` for its workers: shared counters")
+    redis_url: SecretStr | None = Field(default=None, description="redis://host:port/db: limits shared across hosts")
     scan_interval: Duration | None = Field(
         default=None, description="run a scan this often (e.g. 15m), once per period whatever the workers"
     )
@@ -62,6 +72,15 @@ class Settings(BaseSettings):
     def _strong_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("the bootstrap admin key must be at least 16 characters long")
+        return value
+
+    @field_validator("rate_limit_events", "rate_limit_requests", "rate_limit_auth_failures")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a rate limit such as `100/second;1000/minute`") from exc
         return value
 
     @property

@@ -6,6 +6,7 @@ and everything written with it land together or not at all.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from sqlalchemy import JSON, DateTime, Engine, MetaData, Numeric, Table, Text, T
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.types import TypeDecorator
@@ -170,7 +172,10 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
         if options.get("isolation_level") == "AUTOCOMMIT":
             return
         if options.get("supervision_write"):
-            if not conn.info.get(held) and writer.acquire(timeout=busy_timeout_ms / 1000):
+            if not conn.info.get(held):
+                if not writer.acquire(timeout=busy_timeout_ms / 1000):
+                    # Queued the whole busy timeout behind this process's writers: answered 503 (errors.py).
+                    raise OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked"))
                 conn.info[held] = True
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -118,6 +120,19 @@ class PayloadTooLarge(AppError):
     status = 413
 
 
+class TooManyRequests(AppError):
+    """Over a rate limit (app/ratelimit.py); `retry_after` seconds until the window that refused it ends."""
+
+    status = 429
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class InvalidInput(AppError):
     """A 422 for input that passed the schema but breaks a rule of the domain."""
 
@@ -166,9 +181,20 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     return problem(exc.status_code, detail, headers=headers or None)
 
 
+def _transient(exc: Exception) -> bool:
+    """Whether a database error passes by itself. SQLite raises OperationalError for SQL it cannot
+    run, too (SQLITE_ERROR: a syntax error, a missing table): that is a bug, not a busy database,
+    and retrying would never help, so it is left to the 500 handler."""
+    orig = getattr(exc, "orig", None)
+    return not (isinstance(orig, sqlite3.Error) and getattr(orig, "sqlite_errorname", None) == "SQLITE_ERROR")
+
+
 async def _database_unavailable(_request: Request, exc: Exception) -> ProblemResponse:
-    # A lost connection, a failover, or SQLite's write lock held past the busy timeout: the request
-    # did nothing (its transaction rolled back) and may simply be sent again.
+    # A lost connection, a failover, SQLite's write lock held past the busy timeout, or no pooled
+    # connection free in time: the request did nothing (its transaction rolled back) and may simply
+    # be sent again.
+    if not _transient(exc):
+        raise exc
     log.warning("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
     return problem(
         503, "the database is unavailable for the moment; send the request again", headers={"Retry-After": "1"}
@@ -177,6 +203,7 @@ async def _database_unavailable(_request: Request, exc: Exception) -> ProblemRes
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -208,21 +235,24 @@ _DESCRIPTIONS = {
     413: "the body is over 1 MiB",
     415: "the body is not of a media type this operation reads",
     422: "invalid input: `errors[].loc` names each bad field",
+    429: "too many requests with unknown keys from this address: wait `Retry-After` seconds",
     503: "the database is unavailable or busy for the moment: nothing was done; send the request again",
 }
 
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": 'Bearer realm="supervision"', "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "seconds until the refusing window ends", "schema": {"type": "integer"}}},
     503: {"Retry-After": {"description": "seconds to wait before sending again", "schema": {"type": "integer"}}},
 }
 
 
 def responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the problem answers a route can give; 503 (the database unavailable) is
-    added to every route, since each one reads its key or its data from the database. A keyword
+    added to every route, since each one reads its key or its data from the database, and 429 to every
+    route that reads a key (401), since failed keys from an address are limited. A keyword
     `s413="…"` replaces the description of a code."""
     entries: dict[int | str, dict[str, Any]] = {}
-    for code in sorted({*codes, 503}):
+    for code in sorted({*codes, 503, *((429,) if 401 in codes else ())}):
         entry: dict[str, Any] = {
             "description": descriptions.get(f"s{code}", _DESCRIPTIONS[code]),
             "model": ProblemOut,

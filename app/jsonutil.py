@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import rfc8785
@@ -61,3 +62,46 @@ def canonical_json(value: Any) -> bytes:
 def canonical_hash(value: Any) -> str:
     """SHA-256 (hex) of the canonical encoding: equal content gives an equal hash."""
     return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+# Limits of the free-form JSON a client sends (an event's `attributes`); the contract's other fields
+# are bounded by their schemas (app/fields.py).
+MAX_TEXT = 4096  # characters of any string, a key or a value
+MAX_ITEMS = 1000  # items of any array
+MAX_KEYS = 64  # keys of the outermost object
+MAX_DEPTH = 8  # levels of nesting, the outermost object being level 1
+MAX_BYTES = 16 * 1024  # of its UTF-8 JSON text as stored
+
+Loc = tuple[str | int, ...]
+
+
+def size_errors(value: Any, loc: Loc) -> Iterator[tuple[Loc, str]]:
+    """Where free-form JSON (an object) passes the limits above, each naming the offending place. It
+    does not descend past MAX_DEPTH, so nothing here recurses further than that."""
+    if isinstance(value, dict) and len(value) > MAX_KEYS:
+        yield loc, f"at most {MAX_KEYS} keys; this has {len(value)}"
+    found = list(_nested_errors(value, loc, 1))
+    yield from found
+    if not found:
+        size = len(dumps(value).encode("utf-8", "surrogatepass"))
+        if size > MAX_BYTES:
+            yield loc, f"at most {MAX_BYTES} bytes as JSON; this is {size}"
+
+
+def _nested_errors(value: Any, loc: Loc, level: int) -> Iterator[tuple[Loc, str]]:
+    if isinstance(value, dict | list):
+        if level > MAX_DEPTH:
+            yield loc, f"at most {MAX_DEPTH} levels deep"
+            return
+        if isinstance(value, list):
+            if len(value) > MAX_ITEMS:
+                yield loc, f"at most {MAX_ITEMS} items; this has {len(value)}"
+            for index, item in enumerate(value):
+                yield from _nested_errors(item, (*loc, index), level + 1)
+        else:
+            for key, item in value.items():
+                if len(key) > MAX_TEXT:
+                    yield (*loc, key[:32] + "…"), f"keys are at most {MAX_TEXT} characters; this one has {len(key)}"
+                yield from _nested_errors(item, (*loc, key), level + 1)
+    elif isinstance(value, str) and len(value) > MAX_TEXT:
+        yield loc, f"at most {MAX_TEXT} characters; this has {len(value)}"

@@ -24,6 +24,7 @@ from app.events.router import router as events_router
 from app.logging import configure_logging
 from app.openapi import install_openapi
 from app.ops.router import router as ops_router
+from app.ratelimit import RateLimits
 from app.reports.router import router as reports_router
 from app.routing import operation_id
 from app.rules.router import router as rules_router
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.db = db
     app.state.settings = settings
+    app.state.rate_limits = RateLimits(settings)
     # Loaded once; a failure leaves an empty set in force and /readyz reporting the problem.
     app.state.rules = RulesInForce(settings.rules_dir, db)
     install_error_handlers(app)

@@ -320,7 +320,9 @@ def supervision(env: dict[str, str], *args: str) -> str:
 
 @contextlib.contextmanager
 def running_server(env: dict[str, str], workers: int, log_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """`supervision serve` on a free port, once /readyz answers 200; stopped by SIGTERM (SIGKILL after 30 s)."""
+    """`supervision serve` on a free port, once /readyz answers 200; stopped by SIGTERM (SIGKILL after 30 s).
+    Rate limits are off: a benchmark measures the service, not its limits."""
+    env = {**env, "SUPERVISION_RATE_LIMIT_ENABLED": "false"}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

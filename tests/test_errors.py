@@ -207,3 +207,18 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500() -> None:
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.headers["retry-after"] == "1"
     assert "Traceback" not in response.text
+
+
+def test_sql_the_database_cannot_run_is_a_500_not_a_503_to_retry(
+    client: TestClient, source_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug (SQLite's SQLITE_ERROR: a syntax error) is not a busy database: retrying would never help."""
+    from sqlalchemy import text
+
+    def broken_ingest(session: Any, **_kwargs: Any) -> Any:
+        session.execute(text("SELEC 1"))
+
+    monkeypatch.setattr(events_service, "ingest", broken_ingest)
+    response = client.post("/v1/events", json=make_event(), headers=bearer(source_key))
+    assert_problem(response, 500)
+    assert "retry-after" not in response.headers

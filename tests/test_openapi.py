@@ -18,37 +18,37 @@ from tests.factories import make_event
 
 METHODS = ("get", "put", "post", "delete", "patch")
 
-# What each operation may answer, as the server really gives it.
+# What each operation may answer, as the server really gives it (429: app/ratelimit.py).
 DECLARED: dict[str, set[int]] = {
     "healthz": {200},
     "readyz": {200, 503},
     "get_metrics": {200},
-    "post_event": {200, 201, 400, 401, 403, 409, 413, 422, 503},
-    "post_event_batch": {200, 400, 401, 403, 409, 413, 422, 503},
-    "list_events": {200, 401, 403, 422, 503},
-    "get_event": {200, 401, 403, 404, 422, 503},
-    "put_unit": {200, 201, 400, 401, 403, 413, 422, 503},
-    "list_units": {200, 401, 403, 422, 503},
-    "get_unit": {200, 401, 403, 404, 422, 503},
-    "list_rules": {200, 401, 403, 422, 503},
-    "validate_rules": {200, 401, 403, 413, 415, 422, 503},
-    "reload_rules": {200, 401, 403, 422, 503},
-    "get_rule": {200, 401, 403, 404, 422, 503},
-    "backtest_rule": {200, 400, 401, 403, 404, 413, 422, 503},
-    "list_alerts": {200, 401, 403, 422, 503},
-    "get_alert": {200, 401, 403, 404, 422, 503},
-    "transition_alert": {200, 400, 401, 403, 404, 409, 412, 413, 422, 503},
-    "list_breakers": {200, 401, 403, 422, 503},
-    "check_breakers": {200, 401, 422, 503},
-    "get_breaker": {200, 401, 403, 404, 422, 503},
-    "reset_breaker": {200, 400, 401, 403, 404, 409, 413, 422, 503},
-    "post_scan": {201, 400, 401, 403, 413, 422, 503},
-    "list_scans": {200, 401, 403, 422, 503},
-    "get_scan": {200, 401, 403, 404, 422, 503},
-    "get_summary": {200, 401, 403, 422, 503},
-    "list_audit": {200, 401, 403, 422, 503},
-    "verify_audit": {200, 401, 403, 503},
-    "post_audit_checkpoint": {201, 401, 403, 503},
+    "post_event": {200, 201, 400, 401, 403, 409, 413, 422, 429, 503},
+    "post_event_batch": {200, 400, 401, 403, 409, 413, 422, 429, 503},
+    "list_events": {200, 401, 403, 422, 429, 503},
+    "get_event": {200, 401, 403, 404, 422, 429, 503},
+    "put_unit": {200, 201, 400, 401, 403, 413, 422, 429, 503},
+    "list_units": {200, 401, 403, 422, 429, 503},
+    "get_unit": {200, 401, 403, 404, 422, 429, 503},
+    "list_rules": {200, 401, 403, 422, 429, 503},
+    "validate_rules": {200, 401, 403, 413, 415, 422, 429, 503},
+    "reload_rules": {200, 401, 403, 422, 429, 503},
+    "get_rule": {200, 401, 403, 404, 422, 429, 503},
+    "backtest_rule": {200, 400, 401, 403, 404, 413, 422, 429, 503},
+    "list_alerts": {200, 401, 403, 422, 429, 503},
+    "get_alert": {200, 401, 403, 404, 422, 429, 503},
+    "transition_alert": {200, 400, 401, 403, 404, 409, 412, 413, 422, 429, 503},
+    "list_breakers": {200, 401, 403, 422, 429, 503},
+    "check_breakers": {200, 401, 422, 429, 503},
+    "get_breaker": {200, 401, 403, 404, 422, 429, 503},
+    "reset_breaker": {200, 400, 401, 403, 404, 409, 413, 422, 429, 503},
+    "post_scan": {201, 400, 401, 403, 413, 422, 429, 503},
+    "list_scans": {200, 401, 403, 422, 429, 503},
+    "get_scan": {200, 401, 403, 404, 422, 429, 503},
+    "get_summary": {200, 401, 403, 422, 429, 503},
+    "list_audit": {200, 401, 403, 422, 429, 503},
+    "verify_audit": {200, 401, 403, 429, 503},
+    "post_audit_checkpoint": {201, 401, 403, 429, 503},
 }
 
 
@@ -96,7 +96,7 @@ def test_the_declared_statuses_follow_from_each_operations_shape(document: dict[
         label = f"{method.upper()} {path}"
         if not path.startswith("/v1/"):
             continue
-        assert {401, 503} <= codes, label
+        assert {401, 429, 503} <= codes, label  # 429: failed keys from the address are limited
         body = operation.get("requestBody")
         if body is not None:
             assert {413, 422} <= codes, label
@@ -118,6 +118,8 @@ def test_every_problem_is_declared_as_problem_json(document: dict[str, Any]) -> 
             assert schema == {"$ref": "#/components/schemas/ProblemOut"}, f"{method} {path} {code}"
             if int(code) == 503:
                 assert "Retry-After" in response.get("headers", {}) or path == "/readyz"
+            if int(code) == 429:
+                assert "Retry-After" in response.get("headers", {}), f"{method} {path}"
             if int(code) == 401:
                 assert "WWW-Authenticate" in response["headers"]
 

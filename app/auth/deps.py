@@ -12,6 +12,7 @@ from app.auth.service import Principal, Role, authenticate, hash_secret
 from app.db import Database
 from app.deps import get_db
 from app.errors import Forbidden, Unauthorized
+from app.ratelimit import RateLimits
 
 
 def bearer_secret(request: Request) -> str:
@@ -22,18 +23,27 @@ def bearer_secret(request: Request) -> str:
     return secret.strip()
 
 
-def look_up(db: Database, secret: str) -> Principal:
-    """The active key of ``secret`` (401 when unknown or revoked)."""
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def look_up(request: Request, db: Database, secret: str) -> Principal:
+    """The active key of ``secret`` (401 when unknown or revoked; 429 once the address failed too often)."""
+    limits: RateLimits = request.app.state.rate_limits
+    address = _address(request)
+    # Checked before the key: once an address is over its limit, a right guess is refused too.
+    limits.before_authentication(address)
     # One read, no transaction around it: autocommit saves a BEGIN and a ROLLBACK round trip.
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         principal = authenticate(conn, secret)
     if principal is None:
+        limits.authentication_failed(address)
         raise Unauthorized("the API key is unknown or revoked")
     return principal
 
 
 def current_principal(request: Request, db: Annotated[Database, Depends(get_db)]) -> Principal:
-    principal = look_up(db, bearer_secret(request))
+    principal = look_up(request, db, bearer_secret(request))
     request.state.principal = principal
     return principal
 
@@ -58,8 +68,12 @@ async def ingest_principal(request: Request, db: Annotated[Database, Depends(get
     secret = bearer_secret(request)
     digest = hash_secret(secret)
     principal = _INGEST_KEYS.get(digest) if db.dialect == "postgresql" else None
-    if principal is None:
-        principal = await run_in_threadpool(look_up, db, secret)
+    if principal is not None:
+        limits: RateLimits = request.app.state.rate_limits
+        if limits.enabled:
+            await run_in_threadpool(limits.before_authentication, _address(request))
+    else:
+        principal = await run_in_threadpool(look_up, request, db, secret)
         if principal.role in _INGEST_ROLES and db.dialect == "postgresql":
             if len(_INGEST_KEYS) >= _INGEST_KEYS_KEPT:
                 _INGEST_KEYS.clear()

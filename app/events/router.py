@@ -29,6 +29,7 @@ from app.events.schemas import (
 from app.metrics import count_after_commit
 from app.pagination import Cursor, Limit, Page, decode_time_id_cursor, encode_cursor
 from app.params import BigRowId, QueryId, QueryTime
+from app.ratelimit import RateLimits
 from app.units.service import subtree
 
 if TYPE_CHECKING:
@@ -36,13 +37,20 @@ if TYPE_CHECKING:
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
+INGEST_429 = (
+    "over a rate limit: the key's events a second (a batch counts its events) or requests a second, "
+    "or unknown keys from this address; nothing was stored: send again after `Retry-After` seconds"
+)
+
 
 def _store(request: Request, principal: Principal, events: list[EventIn], *, batch: bool) -> list[IngestResult]:
-    """Validate, then store and evaluate the rules in one transaction that commits before the answer is sent."""
+    """Count against the key's rate limits, validate, then store and evaluate the rules in one transaction
+    that commits before the answer is sent."""
+    limits: RateLimits = request.app.state.rate_limits
+    limits.ingest(key_id=principal.key_id, events=len(events))
     service.validate(events, batch=batch)
     db: Database = request.app.state.db
     in_force: RulesInForce = request.app.state.rules
-
     source = principal.name
 
     def work(session: Session, evaluator: Evaluator) -> list[IngestResult]:
@@ -83,7 +91,7 @@ def _store(request: Request, principal: Principal, events: list[EventIn], *, bat
     status_code=201,
     responses={
         200: {"model": IngestResult, "description": "a duplicate of a stored event"},
-        **responses(400, 401, 403, 409, 413, 422),
+        **responses(400, 401, 403, 409, 413, 422, s429=INGEST_429),
     },
 )
 async def post_event(event: EventIn, principal: IngestKey, request: Request, response: Response) -> IngestResult:
@@ -98,7 +106,14 @@ async def post_event(event: EventIn, principal: IngestKey, request: Request, res
 @router.post(
     "/batch",
     responses=responses(
-        400, 401, 403, 409, 413, 422, s413="the body is over 1 MiB, or the batch holds over 1000 events"
+        400,
+        401,
+        403,
+        409,
+        413,
+        422,
+        s413="the body is over 1 MiB, or the batch holds over 1000 events",
+        s429=INGEST_429,
     ),
 )
 async def post_event_batch(batch: BatchIn, principal: IngestKey, request: Request) -> BatchOut:

@@ -27,6 +27,7 @@ from app.fields import (
     Time,
     in_time_range,
 )
+from app.jsonutil import MAX_BYTES, MAX_DEPTH, MAX_ITEMS, MAX_KEYS, MAX_TEXT
 
 __all__ = ["IDENT_PATTERN", "MAX_TIME", "MIN_TIME", "Ident", "Reason", "Text", "Time", "in_time_range"]
 
@@ -76,7 +77,15 @@ class EventIn(_Strict):
     business_unit: BusinessUnitIn | None = None
     agent_id: Ident | None = None
     object_ref: Annotated[Text, Field(min_length=1, max_length=128)] | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict, description="free-form; known ones are checked")
+    attributes: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            f"free-form; known ones are checked. At most {MAX_KEYS} keys, {MAX_DEPTH} levels deep and"
+            f" {MAX_BYTES} bytes as JSON; strings (keys too) at most {MAX_TEXT} characters, arrays at most"
+            f" {MAX_ITEMS} items"
+        ),
+        json_schema_extra={"maxProperties": MAX_KEYS},
+    )
 
 
 class OperatorOut(BaseModel):
@@ -116,7 +125,10 @@ class IngestResult(BaseModel):
 
 
 class BatchIn(_Strict):
-    events: list[EventIn] = Field(description=f"at most {MAX_BATCH} events; all are stored or none")
+    events: list[EventIn] = Field(
+        description=f"at most {MAX_BATCH} events (413 past that); all are stored or none",
+        json_schema_extra={"maxItems": MAX_BATCH},
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from app.errors import Conflict, InvalidInput, Loc, NotFound, Unauthorized
 from app.events.domains import action_errors, attribute_errors, json_value_errors
 from app.events.models import Event
 from app.events.schemas import EventIn, OperatorKind
-from app.jsonutil import canonical_hash, dumps
+from app.jsonutil import canonical_hash, dumps, size_errors
 from app.units import service as unit_service
 
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
@@ -39,6 +39,7 @@ def domain_errors(event: EventIn) -> list[tuple[Loc, str]]:
     errors = list(action_errors(event.domain, event.action))
     errors += attribute_errors(event.domain, event.action, event.attributes)
     errors += json_value_errors(event.attributes, ("attributes",))
+    errors += size_errors(event.attributes, ("attributes",))
     operator = event.operator
     if operator.kind is OperatorKind.AUXILIARY and operator.responsible_officer is None:
         errors.append((("operator", "responsible_officer"), "required when the operator is an auxiliary"))
@@ -155,7 +156,7 @@ def ingest(
     new = set(ids)
 
     missing = [key for key in rows if key not in ids]
-    if missing:
+    if missing or not rows:
         if key_id is not None and session.execute(_KEY_IS_ACTIVE, {"key_id": key_id}).first() is None:
             raise Unauthorized("the API key is unknown or revoked")
         existing = session.execute(_EXISTING, {"source": source, "ids": missing})
@@ -249,6 +250,9 @@ def _insert_new(session: Session, rows: list[dict[str, Any]], key_id: int | None
     the insert found no open breaker on their subjects (False: unknown, or some found).
 
     With ``key_id`` (PostgreSQL), nothing is inserted unless that key is active."""
+    if not rows:
+        # An empty batch: SQLite would be sent `INSERT INTO events DEFAULT VALUES ON CONFLICT …`, a syntax error.
+        return {}, False
     connection = session.connection()
     if connection.dialect.name == "postgresql":
         extra = {"subjects": _subjects(rows), "now": rows[0]["received_at"], "key_id": key_id}

@@ -297,6 +297,13 @@ def test_batch_stores_every_event_and_answers_in_order(client: TestClient, sourc
     assert stored_count(db) == 5
 
 
+def test_an_empty_batch_is_stored_as_nothing(client: TestClient, source_key: str, db: Database) -> None:
+    response = client.post("/v1/events/batch", json={"events": []}, headers=bearer(source_key))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"items": []}
+    assert stored_count(db) == 0
+
+
 def test_batch_with_one_bad_item_stores_nothing_and_names_the_index(
     client: TestClient, source_key: str, db: Database
 ) -> None:
