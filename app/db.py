@@ -207,6 +207,7 @@ def make_engine(settings: Settings) -> Engine:
             json_serializer=dumps,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            hide_parameters=True,
         )
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
@@ -219,6 +220,9 @@ def make_engine(settings: Settings) -> Engine:
         # request with a 503 (see errors.py), SQLAlchemy drops the whole stale pool, and the client's
         # retry (idempotent by source_event_id) lands on a fresh connection.
         pool_recycle=3600,
+        # Error texts would otherwise carry the statement's parameters into logs: events' object_refs,
+        # key hashes.
+        hide_parameters=True,
         connect_args={"application_name": "supervision"},
     )
 

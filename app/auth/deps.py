@@ -11,11 +11,13 @@ from app.auth.service import Principal, Role, authenticate
 from app.db import Database
 from app.deps import get_db
 from app.errors import Forbidden, Unauthorized
+from app.logging import remember_secret
 
 
 def current_principal(request: Request, db: Annotated[Database, Depends(get_db)]) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
+    remember_secret(secret.strip())
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
     # One read, no transaction around it: autocommit saves a BEGIN and a ROLLBACK round trip.

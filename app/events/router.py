@@ -25,6 +25,7 @@ from app.events.schemas import (
     IngestResult,
     OperatorOut,
 )
+from app.logging import remember_object_ref
 from app.metrics import count_after_commit
 from app.pagination import Cursor, Limit, Page, decode_time_id_cursor, encode_cursor
 from app.params import BigRowId, QueryId, QueryTime
@@ -83,6 +84,7 @@ def _store(request: Request, source: str, events: list[EventIn], *, batch: bool)
 async def post_event(event: EventIn, principal: SourceKey, request: Request, response: Response) -> IngestResult:
     """Report one business event (201 new, 200 duplicate); the answer lists the alerts it raised or updated
     and whether a breaker stops its subject (`blocked`: stop the business)."""
+    remember_object_ref(event.object_ref)
     (result,) = await run_in_threadpool(_store, request, principal.name, [event], batch=False)
     if result.duplicate:
         response.status_code = 200
@@ -97,6 +99,8 @@ async def post_event(event: EventIn, principal: SourceKey, request: Request, res
 )
 async def post_event_batch(batch: BatchIn, principal: SourceKey, request: Request) -> BatchOut:
     """Report up to 1000 events at once: all are stored, or none."""
+    for event in batch.events:
+        remember_object_ref(event.object_ref)
     return BatchOut(items=await run_in_threadpool(_store, request, principal.name, batch.events, batch=True))
 
 
