@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -10,7 +11,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -166,17 +168,38 @@ async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
     return problem(exc.status_code, detail, headers=headers or None)
 
 
+# sqlite3 raises OperationalError for faults in the SQL itself too; those are bugs, not an outage.
+_SQLITE_STATEMENT_ERRORS = ("near ", "no such ", "incomplete input", "wrong number of arguments")
+
+
 async def _database_unavailable(_request: Request, exc: Exception) -> ProblemResponse:
     # A lost connection, a failover, or SQLite's write lock held past the busy timeout: the request
     # did nothing (its transaction rolled back) and may simply be sent again.
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, sqlite3.OperationalError) and str(orig).startswith(_SQLITE_STATEMENT_ERRORS):
+        log.error("unhandled database error", exc_info=exc)
+        return problem(500, "An unexpected error occurred; it has been logged with this request id.")
     log.warning("database unavailable: %s", exc.__class__.__name__, exc_info=exc)
     return problem(
         503, "the database is unavailable for the moment; send the request again", headers={"Retry-After": "1"}
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
+    # Other driver errors are a 503 too when they mean the connection is gone (a closed connection
+    # is an InterfaceError in psycopg); anything else is a bug, answered as the edge answers bugs.
+    assert isinstance(exc, DBAPIError)
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return await _database_unavailable(request, exc)
+    log.error("unhandled database error", exc_info=exc)
+    return problem(500, "An unexpected error occurred; it has been logged with this request id.")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _database_unavailable)
+    # No connection free in the pool within its timeout: busy, not broken.
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
