@@ -213,6 +213,7 @@ def make_engine(settings: Settings) -> Engine:
             json_serializer=dumps,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            hide_parameters=True,
         )
         _configure_sqlite(engine, settings.sqlite_busy_timeout_ms)
         return engine
@@ -225,7 +226,12 @@ def make_engine(settings: Settings) -> Engine:
         # request with a 503 (see errors.py), SQLAlchemy drops the whole stale pool, and the client's
         # retry (idempotent by source_event_id) lands on a fresh connection.
         pool_recycle=3600,
-        connect_args={"application_name": "supervision"},
+        # Error texts would otherwise carry the statement's parameters into logs: events' object_refs,
+        # key hashes.
+        hide_parameters=True,
+        # A database host that does not answer at all must not hold a request past a client's patience:
+        # the connection attempt fails (503, Retry-After) after a few seconds instead of TCP's minutes.
+        connect_args={"application_name": "supervision", "connect_timeout": 5},
     )
 
 

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import problem
-from app.logging import request_id_var
+from app.logging import end_request_scrubbing, request_id_var, start_request_scrubbing
 from app.metrics import observe_request
 from app.routing import allow_header, path_table, route_path
 
@@ -53,6 +53,7 @@ class EdgeMiddleware:
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        scrubbing = start_request_scrubbing()
         status = 500
         response_started = False
 
@@ -98,6 +99,7 @@ class EdgeMiddleware:
             )
         finally:
             observe_request(scope, status, time.perf_counter() - started)
+            end_request_scrubbing(scrubbing)
             request_id_var.reset(token)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
@@ -201,9 +201,21 @@ async def _database_unavailable(_request: Request, exc: Exception) -> ProblemRes
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
+    # Other driver errors are a 503 too when they mean the connection is gone (a closed connection
+    # is an InterfaceError in psycopg); anything else is a bug, answered as the edge answers bugs.
+    assert isinstance(exc, DBAPIError)
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return await _database_unavailable(request, exc)
+    log.error("unhandled database error", exc_info=exc)
+    return problem(500, "An unexpected error occurred; it has been logged with this request id.")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _database_unavailable)
+    # No connection free in the pool within its timeout: busy, not broken.
     app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,14 +1,141 @@
-"""JSON logs carrying the id of the request they were written for."""
+"""JSON logs carrying the id of the request they were written for, with secrets and personal data scrubbed.
+
+No API key reaches a log line, and no `object_ref` (a plate, an ID number, a case number) reaches one
+whole. Every line is scrubbed as it is formatted, whoever wrote it (our code, uvicorn's access and
+trace logs, SQLAlchemy's error texts, a traceback), in four ways:
+
+- the bootstrap admin key, known from the settings, is replaced wherever it appears;
+- what a request presented as its key (valid, revoked or wrong) and the object_refs of the events it
+  posted are remembered for that request (see `remember_secret`, `remember_object_ref`): its log lines
+  carry the key as `[redacted]` and each object_ref masked (`mask_object_ref`);
+- anything shaped like a key is cut whatever request wrote it: `Bearer <token>` and issued keys
+  (`sv_…`, of which the public prefix `keys list` shows is kept);
+- in a URL (the access log writes the query string), a parameter named like a secret (`key`,
+  `api_key`, `token`, `password`, …) loses its value and `object_ref=` is masked; in uvicorn's trace
+  log (`SUPERVISION_LOG_LEVEL=TRACE`, which prints every header) so does a header named like one.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
 
 from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+REDACTED = "[redacted]"
+MASK = "****"
+# Too short to be a key (issued keys are 46 characters, the bootstrap key at least 16) or to name anyone:
+# replacing such values wherever they appear would garble unrelated text (a "0" in every timestamp).
+_MIN_SECRET = 8
+_MIN_OBJECT_REF = 4
+
+
+def mask_object_ref(value: str) -> str:
+    """`湘J12345` → `湘J1****`: at most three leading characters are kept, and always four fewer than
+    the value has, so a value of four characters or less is all mask; the mask is always four
+    characters, so it does not tell the length either."""
+    keep = max(0, min(3, len(value) - 4))
+    return value[:keep] + MASK
+
+
+@dataclass
+class _RequestSensitive:
+    """What one request brought that its log lines must not show; shared by the request's tasks and threads."""
+
+    secrets: set[str] = field(default_factory=set)
+    object_refs: set[str] = field(default_factory=set)
+
+
+_request_sensitive: ContextVar[_RequestSensitive | None] = ContextVar("request_sensitive", default=None)
+_global_secrets: set[str] = set()
+
+
+def start_request_scrubbing() -> Any:
+    """Called by the edge middleware as a request begins; returns the token to end it with."""
+    return _request_sensitive.set(_RequestSensitive())
+
+
+def end_request_scrubbing(token: Any) -> None:
+    _request_sensitive.reset(token)
+
+
+def remember_secret(value: str) -> None:
+    """A key the current request presented: its log lines show `[redacted]` instead."""
+    held = _request_sensitive.get()
+    if held is not None and len(value) >= _MIN_SECRET:
+        held.secrets.add(value)
+
+
+def remember_object_ref(value: str | None) -> None:
+    """An object_ref the current request carries: its log lines show it masked."""
+    held = _request_sensitive.get()
+    if held is not None and value is not None and len(value) >= _MIN_OBJECT_REF:
+        held.object_refs.add(value)
+
+
+def always_redact(value: str | None) -> None:
+    """A secret of the whole process (the bootstrap admin key): never shown in any log line."""
+    if value is not None and len(value) >= _MIN_SECRET:
+        _global_secrets.add(value)
+
+
+_BEARER = re.compile(r"(?i)\b(bearer[\s:=]+)[^\s'\",;)\]}]+")
+_ISSUED_KEY = re.compile(r"\b(sv_[A-Za-z0-9_-]{6})[A-Za-z0-9_-]{10,}")
+_SECRET_PARAM = re.compile(
+    r"(?i)((?:^|[?&;'\"\s])(?:[a-z0-9_.-]*(?:key|token|secret|password|passwd|auth|credential)[a-z0-9_.-]*)=)"
+    r"[^&#\s'\"]*"
+)
+_OBJECT_REF_PARAM = re.compile(r"(?i)((?:^|[?&;'\"\s])object_?ref=)([^&#\s'\"]*)")
+# uvicorn's trace log prints each request's headers as (b'name', b'value') pairs.
+_SECRET_HEADER = re.compile(
+    r"(?i)(\(b?['\"][a-z0-9-]*(?:auth|key|token|cookie|secret)[a-z0-9-]*['\"],\s*b?)(['\"]).*?\2\)"
+)
+
+
+def scrub(text: str) -> str:
+    """The text with every secret cut out and every known object_ref masked."""
+    held = _request_sensitive.get()
+    for secret in (*_global_secrets, *(held.secrets if held else ())):
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+        encoded = quote(secret, safe="")
+        if encoded != secret and encoded in text:
+            text = text.replace(encoded, REDACTED)
+    if held is not None:
+        for ref in held.object_refs:
+            masked = mask_object_ref(ref)
+            for form in {ref, quote(ref, safe=""), quote(ref), ref.encode("unicode_escape").decode("ascii")}:
+                if form in text:
+                    text = text.replace(form, masked)
+    text = _SECRET_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)})", text)
+    text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _ISSUED_KEY.sub(lambda m: m.group(1) + "…" + REDACTED, text)
+    text = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
+    return _OBJECT_REF_PARAM.sub(lambda m: m.group(1) + quote(mask_object_ref(unquote(m.group(2))), safe="*"), text)
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {key: _scrub_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub_value(item) for item in value]
+    return value
+
+
+class ScrubbingJsonFormatter(JsonFormatter):
+    """JSON lines whose every field (message, extras, traceback) has passed `scrub`."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return {key: _scrub_value(value) for key, value in super().process_log_record(log_data).items()}
 
 
 class _RequestIdFilter(logging.Filter):
@@ -19,10 +146,14 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
+TRACE = 5  # uvicorn's level below DEBUG: it then logs every ASGI message, headers included
+
+
 def configure_logging(level: str = "INFO", *, access_log: bool = True) -> None:
+    logging.addLevelName(TRACE, "TRACE")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter(
+        ScrubbingJsonFormatter(
             "{asctime}{levelname}{name}{message}{request_id}",
             style="{",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},

@@ -21,7 +21,7 @@ from app.edge import EdgeMiddleware
 from app.errors import install_error_handlers
 from app.events.openapi import discriminate_by_domain
 from app.events.router import router as events_router
-from app.logging import configure_logging
+from app.logging import always_redact, configure_logging
 from app.openapi import install_openapi
 from app.ops.router import router as ops_router
 from app.ratelimit import RateLimits
@@ -45,6 +45,8 @@ Errors are RFC 9457 `application/problem+json`.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    if settings.bootstrap_admin_key is not None:
+        always_redact(settings.bootstrap_admin_key.get_secret_value())
     db = Database(settings)
 
     @asynccontextmanager

@@ -146,8 +146,19 @@ def free_port() -> int:
         return port
 
 
-def start_server(database_url: str, log: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> Server:
-    """`supervision serve` as a deployment runs it, on a free loopback port; waits until ready."""
+def start_server(
+    database_url: str,
+    log: Path,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    new_session: bool = False,
+    ready_timeout: float = 30,
+) -> Server:
+    """`supervision serve` as a deployment runs it, on a free loopback port; waits until ready.
+
+    `new_session`: the server and its workers get a process group of their own, so a test can kill
+    them all at once (`os.killpg`)."""
     port = free_port()
     environment = {**os.environ, "SUPERVISION_DATABASE_URL": database_url, **(env or {})}
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -158,9 +169,10 @@ def start_server(database_url: str, log: Path, *, workers: int = 1, env: dict[st
         env=environment,
         stdout=handle,
         stderr=subprocess.STDOUT,
+        start_new_session=new_session,
     )
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
@@ -171,7 +183,7 @@ def start_server(database_url: str, log: Path, *, workers: int = 1, env: dict[st
             pass
         time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"server not ready in 30 s:\n{log.read_text()}")
+    raise RuntimeError(f"server not ready in {ready_timeout:.0f} s:\n{log.read_text()}")
 
 
 def stop_server(server: Server) -> None:

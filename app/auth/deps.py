@@ -12,12 +12,14 @@ from app.auth.service import Principal, Role, authenticate, hash_secret
 from app.db import Database
 from app.deps import get_db
 from app.errors import Forbidden, Unauthorized
+from app.logging import remember_secret
 from app.ratelimit import RateLimits
 
 
 def bearer_secret(request: Request) -> str:
     """The key sent as `Authorization: Bearer <key>` (401 without one)."""
     scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    remember_secret(secret.strip())  # kept out of this request's log lines, whatever it is
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
     return secret.strip()

@@ -26,6 +26,7 @@ from app.events.schemas import (
     IngestResult,
     OperatorOut,
 )
+from app.logging import remember_object_ref
 from app.metrics import count_after_commit
 from app.pagination import Cursor, Limit, Page, decode_time_id_cursor, encode_cursor
 from app.params import BigRowId, QueryId, QueryTime
@@ -97,6 +98,7 @@ def _store(request: Request, principal: Principal, events: list[EventIn], *, bat
 async def post_event(event: EventIn, principal: IngestKey, request: Request, response: Response) -> IngestResult:
     """Report one business event (201 new, 200 duplicate); the answer lists the alerts it raised or updated
     and whether a breaker stops its subject (`blocked`: stop the business)."""
+    remember_object_ref(event.object_ref)
     (result,) = await run_in_threadpool(_store, request, principal, [event], batch=False)
     if result.duplicate:
         response.status_code = 200
@@ -118,6 +120,8 @@ async def post_event(event: EventIn, principal: IngestKey, request: Request, res
 )
 async def post_event_batch(batch: BatchIn, principal: IngestKey, request: Request) -> BatchOut:
     """Report up to 1000 events at once: all are stored, or none."""
+    for event in batch.events:
+        remember_object_ref(event.object_ref)
     return BatchOut(items=await run_in_threadpool(_store, request, principal, batch.events, batch=True))
 
 

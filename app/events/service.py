@@ -131,6 +131,8 @@ def ingest(
     Safe under concurrency: the insert skips rows another transaction stored first (it waits for that
     transaction on PostgreSQL; SQLite writers are already serialised by BEGIN IMMEDIATE).
     """
+    if not events:
+        return []  # an empty batch stores nothing (and SQLite has no INSERT of zero rows)
     received_at = utcnow()
     rows: dict[str, dict[str, Any]] = {}
     index_of: dict[str, int] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import yaml
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -65,7 +66,11 @@ def list_rules(_principal: InspectorKey, rules: Rules, domain: Domain | None = N
         "requestBody": {
             "required": True,
             "description": "a rule document: a YAML list of rules, as in a rule file",
-            "content": {media: {"schema": {"type": "string"}} for media in ("application/yaml", "text/plain")},
+            "content": {
+                # As YAML the document is a list of rules (objects); as plain text, the same written out.
+                "application/yaml": {"schema": {"type": "array", "items": {"type": "object"}}},
+                "text/plain": {"schema": {"type": "string", "minLength": 1}},
+            },
         }
     },
 )
@@ -79,10 +84,20 @@ async def validate_rules(request: Request, _admin: AdminKey) -> ValidateOut:
     except UnicodeDecodeError:
         raise InvalidInput([(("body",), "must be UTF-8 text")]) from None
     try:
+        if _is_empty_document(text):
+            # A rule file may be empty; a document sent to be checked must hold rules to check.
+            raise InvalidInput([(("body",), "must hold a list of rules (each starting with '- id: ...'), not nothing")])
         return ValidateOut(valid=True, rules=service.validate_text(text))
     except RecursionError:
         # YAML nested thousands of levels deep exhausts the parser's stack; no rule document does that.
         raise InvalidInput([(("body",), "the document is nested too deeply")]) from None
+
+
+def _is_empty_document(text: str) -> bool:
+    try:
+        return yaml.safe_load(text) is None
+    except yaml.YAMLError:
+        return False  # validate_text names the syntax error
 
 
 @router.post("/reload", responses=responses(401, 403, 422))

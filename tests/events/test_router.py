@@ -525,3 +525,9 @@ def test_scoped_inspector_sees_only_events_of_their_units(
     assert listed == {inside, below}
     assert client.get(f"/v1/events/{below}", headers=scoped).status_code == 200
     assert client.get(f"/v1/events/{outside}", headers=scoped).status_code == 404
+
+
+def test_an_empty_batch_stores_nothing_and_answers_no_items(client: TestClient, source_key: str, db: Database) -> None:
+    response = client.post("/v1/events/batch", json={"events": []}, headers=bearer(source_key))
+    assert response.status_code == 200
+    assert response.json() == {"items": []}
