@@ -65,8 +65,11 @@ def forget_ingest_key(principal: Principal) -> None:
             _INGEST_KEYS.pop(digest, None)
 
 
-async def ingest_principal(request: Request, db: Annotated[Database, Depends(get_db)]) -> Principal:
-    """A key admitted to post events (source or admin), checked for revocation by the insert on PostgreSQL."""
+async def ingest_principal(request: Request) -> Principal:
+    """A key admitted to post events (source or admin), checked for revocation by the insert on PostgreSQL.
+
+    (No sub-dependencies: each level of them costs FastAPI more than this whole check.)"""
+    db: Database = request.app.state.db
     secret = bearer_secret(request)
     digest = hash_secret(secret)
     principal = _INGEST_KEYS.get(digest) if db.dialect == "postgresql" else None

@@ -90,18 +90,20 @@ def _store(request: Request, principal: Principal, events: list[EventIn], *, bat
 @router.post(
     "",
     status_code=201,
+    response_model=IngestResult,
     responses={
         200: {"model": IngestResult, "description": "a duplicate of a stored event"},
         **responses(400, 401, 403, 409, 413, 422, s429=INGEST_429),
     },
 )
-async def post_event(event: EventIn, principal: IngestKey, request: Request, response: Response) -> IngestResult:
+async def post_event(event: EventIn, principal: IngestKey, request: Request) -> IngestResult | Response:
     """Report one business event (201 new, 200 duplicate); the answer lists the alerts it raised or updated
     and whether a breaker stops its subject (`blocked`: stop the business)."""
     remember_object_ref(event.object_ref)
     (result,) = await run_in_threadpool(_store, request, principal, [event], batch=False)
     if result.duplicate:
-        response.status_code = 200
+        # Answered here rather than through a `Response` parameter, which FastAPI would build for every request.
+        return Response(result.model_dump_json(), status_code=200, media_type="application/json")
     return result
 
 
