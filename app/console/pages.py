@@ -18,7 +18,7 @@ from app.breakers import service as breakers
 from app.breakers.schemas import ResetIn
 from app.breakers.state import effective_state
 from app.console import svg
-from app.console.labels import label
+from app.console.labels import LABELS, label
 from app.console.web import (
     SECURITY_HEADERS,
     Console,
@@ -151,7 +151,18 @@ def report_page(request: Request, console: Console) -> Response:
         (label(f"stage.{stage}", lang), sum(r.reached[stage] for r in by_unit))
         for stage in ("supervision", "interview", "accountability")
     ]
-    table = [_report_line(row) for row in rows]
+    rule_set = request.app.state.rules.current(db)
+
+    def group_label(group: str) -> str:
+        """A domain's or rule's label in the page's language; a unit by its id."""
+        if group_by == "domain" and f"domain.{group}" in LABELS:
+            return label(f"domain.{group}", lang)
+        rule = rule_set.get(group) if group_by == "rule" else None
+        if rule is not None:
+            return f"{rule.label_en if lang == 'en' else rule.label_zh} ({group})"
+        return group
+
+    table = [{**_report_line(row), "label": group_label(row.group)} for row in rows]
     return page(
         request,
         "reports.html",
