@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
+from app.alerts.models import Alert
 from app.auth.service import active_key, list_keys, revoke_key
 from app.console import session as sessions
 from app.db import Database
@@ -430,3 +433,23 @@ def test_api_docs_load_their_assets_from_the_app(cclient: TestClient, path: str)
         assert asset.startswith("/"), asset
         assert cclient.get(asset).status_code == 200, asset
     assert "https://" not in page.text.replace("https://swagger.io", "")
+
+
+def test_an_overdue_supervision_is_marked_in_the_queue_and_found_by_the_overdue_filter(
+    cclient: TestClient, db: Database, world: dict[str, int], inspector_key: str
+) -> None:
+    signed_in(cclient, inspector_key)
+    alert_id = world["alert_in"]
+    moved = _move(
+        cclient, alert_id, {"to": "supervision", "reason": "督办", "assignee_unit": "DD1", "due_at": "2099-12-01T18:00"}
+    )
+    assert moved.status_code == 303
+    # Time passes: the due time is now behind us.
+    with db.session(write=True) as session:
+        session.execute(update(Alert).where(Alert.id == alert_id).values(due_at=datetime.now(UTC) - timedelta(hours=1)))
+    queue = cclient.get("/console/alerts").text
+    assert re.search(rf'<tr class="overdue" data-alert="{alert_id}">', queue)
+    assert f'<tr class="" data-alert="{world["alert_out"]}">' in queue
+    overdue = cclient.get("/console/alerts", params={"overdue": "true"}).text
+    assert re.findall(r'data-alert="(\d+)"', overdue) == [str(alert_id)]
+    assert "超期" in cclient.get(f"/console/alerts/{alert_id}").text
