@@ -16,6 +16,8 @@ from app.audit.router import router as audit_router
 from app.auth.service import ensure_bootstrap_admin
 from app.breakers.router import router as breakers_router
 from app.config import Settings, get_settings
+from app.console import docs as console_docs
+from app.console import router as console
 from app.db import Database
 from app.edge import EdgeMiddleware
 from app.errors import install_error_handlers
@@ -75,6 +77,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # Served from local assets by app.console.docs: the intranet has no CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.db = db
     app.state.settings = settings
@@ -93,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(scans_router)
     app.include_router(reports_router)
     app.include_router(audit_router)
+    console.install(app)
+    console_docs.install(app)
     return app
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.alerts import workflow
@@ -16,6 +17,8 @@ from app.breakers.service import suspend
 from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from app.units.models import Unit
 from app.units.service import subtree
+
+_Query = TypeVar("_Query", Select[Alert], Select[str, int])
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,30 @@ def list_alerts(
     units: Select[tuple[str]] | None = None,
 ) -> list[Alert]:
     """Newest window first, then newest alert: (window_start, id) descending, a stable keyset order."""
-    query = select(Alert)
+    query = _filtered(select(Alert), now=now, filters=filters)
+    if after is not None:
+        at, last_id = after
+        query = query.where(or_(Alert.window_start < at, and_(Alert.window_start == at, Alert.id < last_id)))
+    query = _scoped(query, units).order_by(Alert.window_start.desc(), Alert.id.desc()).limit(limit)
+    return list(session.scalars(query))
+
+
+def count_by_stage(
+    session: Session, *, now: datetime, filters: AlertFilter, units: Select[tuple[str]] | None = None
+) -> dict[str, int]:
+    """How many alerts match the filters (all but the stage), per stage."""
+    query = select(Alert.stage, func.count()).select_from(Alert)
+    query = _filtered(query, now=now, filters=replace(filters, stage=None))
+    if units is not None:
+        query = query.where(Alert.unit.in_(units))
+    query = query.group_by(Alert.stage)
+    counts = dict.fromkeys((stage.value for stage in Stage), 0)
+    for stage, n in session.execute(query):
+        counts[stage] = n
+    return counts
+
+
+def _filtered(query: _Query, *, now: datetime, filters: AlertFilter) -> _Query:
     for column, value in (
         (Alert.stage, filters.stage),
         (Alert.rule_id, filters.rule),
@@ -75,11 +101,7 @@ def list_alerts(
         query = query.where(Alert.window_start >= filters.time_from)
     if filters.time_to is not None:
         query = query.where(Alert.window_start < filters.time_to)
-    if after is not None:
-        at, last_id = after
-        query = query.where(or_(Alert.window_start < at, and_(Alert.window_start == at, Alert.id < last_id)))
-    query = _scoped(query, units).order_by(Alert.window_start.desc(), Alert.id.desc()).limit(limit)
-    return list(session.scalars(query))
+    return query
 
 
 def get_alert(session: Session, alert_id: int, *, units: Select[tuple[str]] | None = None) -> Alert:

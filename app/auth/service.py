@@ -147,3 +147,16 @@ def ensure_bootstrap_admin(session: Session, secret: str) -> None:
     session.execute(
         update(ApiKey).where(ApiKey.key_hash == digest).values(role=Role.ADMIN.value, revoked_at=None, unit_id=None)
     )
+
+
+_ACTIVE_KEY_BY_ID = select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.unit_id, ApiKey.key_hash).where(
+    ApiKey.id == bindparam("key_id"), ApiKey.revoked_at.is_(None)
+)
+
+
+def active_key(conn: Connection, key_id: int) -> tuple[Principal, str] | None:
+    """The active key with this id and its secret's hash (which signs its console sessions), or None once revoked."""
+    row = conn.execute(_ACTIVE_KEY_BY_ID, {"key_id": key_id}).first()
+    if row is None:
+        return None
+    return Principal(key_id=row.id, name=row.name, role=Role(row.role), unit_id=row.unit_id), row.key_hash

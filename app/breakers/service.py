@@ -68,6 +68,11 @@ def get_breaker(session: Session, breaker_id: int, *, units: Select[tuple[str]] 
     return breaker
 
 
+def for_alert(session: Session, alert_id: int) -> list[Breaker]:
+    """The breakers an alert opened (a trip, and a suspension it decided), oldest first."""
+    return list(session.scalars(select(Breaker).where(Breaker.alert_id == alert_id).order_by(Breaker.id)))
+
+
 def history(session: Session, breaker_id: int) -> list[BreakerChange]:
     return list(
         session.scalars(select(BreakerChange).where(BreakerChange.breaker_id == breaker_id).order_by(BreakerChange.id))
