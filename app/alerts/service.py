@@ -28,6 +28,7 @@ class AlertFilter:
     severity: str | None = None
     overdue: bool | None = None
     cleared: bool | None = None
+    exempted: bool | None = False  # None: exempted or not
     time_from: datetime | None = None
     time_to: datetime | None = None
 
@@ -62,6 +63,7 @@ def list_alerts(
         (Alert.subject_id, filters.subject),
         (Alert.severity, filters.severity),
         (Alert.cleared, filters.cleared),
+        (Alert.exempted, filters.exempted),
     ):
         if value is not None:
             query = query.where(column == value)
