@@ -23,6 +23,7 @@ from app.edge import EdgeMiddleware
 from app.errors import install_error_handlers
 from app.events.openapi import discriminate_by_domain
 from app.events.router import router as events_router
+from app.exemptions.router import router as exemptions_router
 from app.logging import always_redact, configure_logging
 from app.openapi import install_openapi
 from app.ops.router import router as ops_router
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rules_router)
     app.include_router(alerts_router)
     app.include_router(breakers_router)
+    app.include_router(exemptions_router)
     app.include_router(scans_router)
     app.include_router(reports_router)
     app.include_router(audit_router)

@@ -6,6 +6,7 @@ from app.auth.models import ApiKey
 from app.breakers.models import Breaker, BreakerChange
 from app.db import Base
 from app.events.models import Event
+from app.exemptions.models import Exemption
 from app.rules.models import RuleBuild, RuleGeneration, RuleWindow, RuleWindowValue
 from app.scans.models import Lease, Scan
 from app.units.models import Unit
@@ -18,6 +19,7 @@ __all__ = [
     "Breaker",
     "BreakerChange",
     "Event",
+    "Exemption",
     "Lease",
     "RuleBuild",
     "RuleGeneration",

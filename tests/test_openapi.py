@@ -42,6 +42,11 @@ DECLARED: dict[str, set[int]] = {
     "check_breakers": {200, 401, 422, 429, 503},
     "get_breaker": {200, 401, 403, 404, 422, 429, 503},
     "reset_breaker": {200, 400, 401, 403, 404, 409, 413, 422, 429, 503},
+    "request_exemption": {201, 400, 401, 403, 413, 422, 429, 503},
+    "list_exemptions": {200, 401, 403, 422, 429, 503},
+    "get_exemption": {200, 401, 403, 404, 422, 429, 503},
+    "decide_exemption": {200, 400, 401, 403, 404, 409, 413, 422, 429, 503},
+    "revoke_exemption": {200, 400, 401, 403, 404, 409, 413, 422, 429, 503},
     "post_scan": {201, 400, 401, 403, 413, 422, 429, 503},
     "list_scans": {200, 401, 403, 422, 429, 503},
     "get_scan": {200, 401, 403, 404, 422, 429, 503},
@@ -137,7 +142,7 @@ def test_integer_path_ids_state_their_range(document: dict[str, Any]) -> None:
             elif parameter["in"] == "path":
                 assert parameter["schema"]["pattern"] == r"^\S(?:.*\S)?$", path
                 assert parameter["schema"]["maxLength"] == 64, path
-    assert found == 6
+    assert found == 9
 
 
 def test_cursors_and_periods_state_their_format(document: dict[str, Any]) -> None:
@@ -148,7 +153,7 @@ def test_cursors_and_periods_state_their_format(document: dict[str, Any]) -> Non
                 (text, _) = parameter["schema"]["anyOf"]
                 assert text == {"type": "string", "minLength": 1, "maxLength": 512, "pattern": CURSOR_PATTERN}, path
                 cursors += 1
-    assert cursors == 6
+    assert cursors == 7
     (period,) = [p for p in document["paths"]["/v1/reports/summary"]["get"]["parameters"] if p["name"] == "period"]
     assert period["schema"]["anyOf"][0]["pattern"] == PERIOD_PATTERN
 

@@ -38,6 +38,8 @@ from app.audit import service as audit
 from app.audit.service import AuditAction
 from app.breakers.state import effective_state, locked_breaker, record_change
 from app.db import UTCDateTime
+from app.exemptions import service as exemptions
+from app.exemptions.service import Cover
 from app.rules import aggregates, sql
 from app.rules.aggregates import Delta
 from app.rules.engine import subject_of
@@ -200,10 +202,20 @@ class Evaluator:
             if loading
             else {}
         )
+        covers = exemptions.approved_for(session, {key[1] for key in keys if key[0] in in_force})
         trips: list[tuple[AnyRule, Alert]] = []
         for rule in in_force.values():
             trips += self._apply_rule(
-                session, rule, by_rule[rule.id], by_window[rule.id], baselines, existing, adding, applied, now=now
+                session,
+                rule,
+                by_rule[rule.id],
+                by_window[rule.id],
+                baselines,
+                existing,
+                adding,
+                applied,
+                covers,
+                now=now,
             )
         _audit(session, applied.changes, actor=actor, now=now)
         applied.changes = []
@@ -223,6 +235,7 @@ class Evaluator:
         existing: Mapping[Key, Alert],
         deltas: Mapping[Key, Delta],
         applied: Applied,
+        covers: list[Cover],
         *,
         now: datetime,
     ) -> list[tuple[AnyRule, Alert]]:
@@ -237,6 +250,7 @@ class Evaluator:
             if found is not None and value is not None and hits > 0 and (value >= rule.warn_at or alert is not None):
                 # A finding; or an alert's window that moved below warn_at: the alert follows it, cleared.
                 cleared = value < rule.warn_at
+                exemption_id = exemptions.covering(covers, rule, subject, window.start, window.end)
                 written = self._write(
                     session,
                     rule,
@@ -248,12 +262,14 @@ class Evaluator:
                     deltas.get(key),
                     applied,
                     cleared=cleared,
+                    exemption_id=exemption_id,
                     now=now,
                 )
                 if written is not None:
                     alert, new_evidence = written
                     applied.alert_of[key] = alert.id
-                    if alert.tripped and new_evidence and not cleared:
+                    # An exempted alert (报备) is recorded but trips no breaker.
+                    if alert.tripped and new_evidence and not cleared and not alert.exempted:
                         trips.append((rule, alert))
             elif alert is not None and not alert.cleared:
                 # Not evaluated any more (a ratio or spike under min_events, or no event left after a change).
@@ -316,6 +332,7 @@ class Evaluator:
         applied: Applied,
         *,
         cleared: bool,
+        exemption_id: int | None,
         now: datetime,
     ) -> tuple[Alert, bool] | None:
         """Write the alert of a window's figures; answer it and whether it has new evidence (None: nothing
@@ -328,6 +345,7 @@ class Evaluator:
             and alert.hits == hits
             and sql.same_value(alert.value, value)
             and alert.tripped == tripped
+            and alert.exemption_id == exemption_id
             and "listed_until" in alert.evidence  # else its evidence is to be listed again (the rule changed)
         ):
             return None
@@ -380,6 +398,8 @@ class Evaluator:
                 tripped=tripped,
                 cleared=False,
                 cleared_at=None,
+                exempted=exemption_id is not None,
+                exemption_id=exemption_id,
                 first_event_at=first_at,
                 last_event_at=last_at,
                 evidence=evidence,
@@ -407,6 +427,7 @@ class Evaluator:
         alert.first_event_at, alert.last_event_at = first_at, last_at
         alert.unit, alert.responsible_officer, alert.subject_kind = unit, responsible, subject_kind
         alert.severity, alert.domains = str(rule.severity.value), domains_text(rule)
+        alert.exempted, alert.exemption_id = exemption_id is not None, exemption_id
         alert.version += 1
         alert.updated_at = now
         return alert, new_evidence
@@ -434,6 +455,7 @@ def _audit(session: Session, changes: list[tuple[str, Alert]], *, actor: str, no
                     "hits": alert.hits,
                     "tripped": alert.tripped,
                     "cleared": alert.cleared,
+                    "exemption_id": alert.exemption_id,
                 },
                 alert.unit,
                 now,

@@ -18,6 +18,7 @@ class Alert(Base):
         Index("ix_alerts_window_start_id", "window_start", "id"),
         Index("ix_alerts_subject_id", "subject_id"),
         Index("ix_alerts_unit", "unit"),
+        Index("ix_alerts_exemption_id", "exemption_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -48,6 +49,9 @@ class Alert(Base):
     overdue_flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a scan saw it pass due_at
     # police / auxiliary / staff when the subject is a person (the operator of the first counted event).
     subject_kind: Mapped[str | None] = mapped_column(String(16))
+    # An approved exemption (报备) covers the alert: recorded, but it trips no breaker and counts apart.
+    exempted: Mapped[bool] = mapped_column(Boolean, default=False)
+    exemption_id: Mapped[int | None] = mapped_column(ForeignKey("exemptions.id"))
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.orm import Session
@@ -43,6 +43,8 @@ def alert_out(alert: Alert, now: datetime) -> AlertOut:
         assignee_unit=alert.assignee_unit,
         due_at=alert.due_at,
         responsible_officer=alert.responsible_officer,
+        exempted=alert.exempted,
+        exemption_id=alert.exemption_id,
         first_event_at=alert.first_event_at,
         last_event_at=alert.last_event_at,
         created_at=alert.created_at,
@@ -62,6 +64,9 @@ def list_alerts(
     severity: Severity | None = None,
     overdue: bool | None = None,
     cleared: bool | None = None,
+    exempted: Annotated[
+        Literal["true", "false", "any"], Query(description="exempted alerts (报备) are hidden unless true or any")
+    ] = "false",
     time_from: Annotated[QueryTime | None, Query(alias="from", description="window_start ≥ from")] = None,
     time_to: Annotated[QueryTime | None, Query(alias="to", description="window_start < to")] = None,
     limit: Limit = 50,
@@ -80,6 +85,7 @@ def list_alerts(
         severity=severity.value if severity else None,
         overdue=overdue,
         cleared=cleared,
+        exempted=None if exempted == "any" else exempted == "true",
         time_from=time_from,
         time_to=time_to,
     )

@@ -89,6 +89,8 @@ class AlertOut(BaseModel):
     assignee_unit: str | None = Field(description="supervision: the org unit that handles it")
     due_at: datetime | None = Field(description="supervision: when it must be handled by")
     responsible_officer: str | None = Field(description="连带责任民警: the officer answerable for an auxiliary subject")
+    exempted: bool = Field(description="an approved exemption (报备) covers it: it trips no breaker, counts apart")
+    exemption_id: int | None = Field(description="the approved exemption that covers it")
     first_event_at: datetime
     last_event_at: datetime
     created_at: datetime

@@ -31,6 +31,7 @@ class AlertFilter:
     severity: str | None = None
     overdue: bool | None = None
     cleared: bool | None = None
+    exempted: bool | None = False  # None: exempted or not
     time_from: datetime | None = None
     time_to: datetime | None = None
 
@@ -88,6 +89,7 @@ def _filtered(query: _Query, *, now: datetime, filters: AlertFilter) -> _Query:
         (Alert.subject_id, filters.subject),
         (Alert.severity, filters.severity),
         (Alert.cleared, filters.cleared),
+        (Alert.exempted, filters.exempted),
     ):
         if value is not None:
             query = query.where(column == value)

@@ -24,7 +24,8 @@ Period = Annotated[str, Field(json_schema_extra={"pattern": service.PERIOD_PATTE
 
 class SummaryRow(BaseModel):
     group: str = Field(description="the unit, domain or rule id")
-    alerts_raised: int
+    alerts_raised: int = Field(description="alerts of the period not covered by an exemption")
+    alerts_exempted: int = Field(description="alerts covered by an approved exemption (报备), counted apart")
     reached: dict[str, int] = Field(description="alerts that reached each stage (supervision … dismissed)")
     interviews: dict[str, int] = Field(description="interviews by level: unit, discipline, committee (三级约谈)")
     accountability: dict[str, dict[str, int]] = Field(

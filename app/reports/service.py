@@ -61,6 +61,7 @@ def period_range(period: str, zone: tzinfo) -> tuple[datetime, datetime]:
 class Row:
     group: str
     alerts_raised: int = 0
+    alerts_exempted: int = 0  # covered by an approved exemption (报备): counted apart, not in alerts_raised
     reached: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in REACHED})
     interviews: dict[str, int] = field(default_factory=lambda: {level.value: 0 for level in InterviewLevel})
     accountability: dict[str, dict[str, int]] = field(
@@ -113,12 +114,18 @@ def summary(
     def row(group: str) -> Row:
         return rows.setdefault(group, Row(group=group))
 
-    for group, raised, overdue in session.execute(
-        select(grouped.c.g, func.count(), func.sum(case((overdue_sql(now), 1), else_=0)))
+    for group, raised, exempted, overdue in session.execute(
+        select(
+            grouped.c.g,
+            func.sum(case((Alert.exempted, 0), else_=1)),
+            func.sum(case((Alert.exempted, 1), else_=0)),
+            func.sum(case((overdue_sql(now), 1), else_=0)),
+        )
         .join(Alert, Alert.id == grouped.c.alert_id)
         .group_by(grouped.c.g)
     ):
-        row(group).alerts_raised = raised
+        row(group).alerts_raised = int(raised or 0)
+        row(group).alerts_exempted = int(exempted or 0)
         row(group).overdue_supervisions = int(overdue or 0)
 
     moved = select(grouped.c.g, AlertTransition.to_stage, func.count(func.distinct(AlertTransition.alert_id)))
@@ -201,7 +208,11 @@ def _medians(grouped: Any, dialect: str) -> Select[Any]:
 
 def flat(row: Row) -> dict[str, Any]:
     """One CSV line: every figure in its own column."""
-    line: dict[str, Any] = {"group": row.group, "alerts_raised": row.alerts_raised}
+    line: dict[str, Any] = {
+        "group": row.group,
+        "alerts_raised": row.alerts_raised,
+        "alerts_exempted": row.alerts_exempted,
+    }
     line.update({f"reached_{stage}": n for stage, n in row.reached.items()})
     line.update({f"interviews_{level}": n for level, n in row.interviews.items()})
     for kind, outcomes in row.accountability.items():

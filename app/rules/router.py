@@ -13,6 +13,7 @@ from app.config import Settings
 from app.deps import DatabaseDep, ReadSession, WriteSession
 from app.errors import AppError, InvalidInput, NotFound, responses
 from app.events.domains import Domain
+from app.exemptions import service as exemptions
 from app.params import PathId
 from app.rules import service
 from app.rules.engine import Finding
@@ -129,10 +130,18 @@ def backtest_rule(
         zone=settings.zone,
         units=subtree(principal.unit_id) if principal.unit_id else None,
     )
-    return BacktestOut(items=[_item(finding) for finding in findings])
+    covers = exemptions.covers_of(session, {finding.subject_id for finding in findings})
+    return BacktestOut(
+        items=[
+            _item(
+                finding, exemptions.covering(covers, rule, finding.subject_id, finding.window_start, finding.window_end)
+            )
+            for finding in findings
+        ]
+    )
 
 
-def _item(finding: Finding) -> BacktestItem:
+def _item(finding: Finding, exemption_id: int | None) -> BacktestItem:
     return BacktestItem(
         subject_type=finding.subject_type,
         subject_id=finding.subject_id,
@@ -142,4 +151,5 @@ def _item(finding: Finding) -> BacktestItem:
         tripped=finding.tripped,
         hits=finding.hits,
         event_ids=[int(event_id) for event_id in finding.event_ids],
+        exemption_id=exemption_id,
     )

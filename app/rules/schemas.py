@@ -44,6 +44,9 @@ class BacktestItem(BaseModel):
     tripped: bool = Field(description="the rule has a trip_at and the value reached it")
     hits: int = Field(description="how many events counted toward the value")
     event_ids: list[int] = Field(description="the events that counted, in (occurred_at, id) order")
+    exemption_id: int | None = Field(
+        default=None, description="the approved exemption (报备) that would cover the alert: it would trip nothing"
+    )
 
 
 class BacktestOut(BaseModel):

@@ -78,6 +78,8 @@ ALERT_FIELDS = {
     "cleared_at",
     "overdue",
     "responsible_officer",
+    "exempted",
+    "exemption_id",
     "first_event_at",
     "last_event_at",
     "created_at",

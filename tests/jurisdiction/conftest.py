@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.db import Database
+from tests.conftest import KeyMaker
 from tests.workflow.support import (
     OPERATOR_RULE,
     app_client,
@@ -53,16 +54,33 @@ def trip_operator(client: TestClient, key: str, operator_id: str, unit: str) -> 
 
 
 @pytest.fixture
-def world(jclient: TestClient, source_key: str, admin_key: str) -> dict[str, int]:
-    """The ids of the objects inside DD1 (`*_in`) and outside it (`*_out`), and of one scan run."""
+def world(jclient: TestClient, source_key: str, admin_key: str, make_key: KeyMaker) -> dict[str, int]:
+    """The ids of the objects inside DD1 (`*_in`) and outside it (`*_out`), and of one scan run. The exemptions
+    (requested, for OP-IN and OP-OUT) are filed by an inspector none of the matrix's keys is named after."""
     for unit_id, parent in TREE:
         put_unit(jclient, admin_key, unit_id, parent)
     inside = trip_operator(jclient, source_key, "OP-IN", "DD1-ZD1")
     outside = trip_operator(jclient, source_key, "OP-OUT", "DD2")
+    filer = make_key("inspector", "filer")
+    exemptions = {}
+    for name, operator_id in (("exemption_in", "OP-IN"), ("exemption_out", "OP-OUT")):
+        body = {
+            "rule_id": None,
+            "domains": ["vehicle_registration"],
+            "subject_type": "operator",
+            "subject_id": operator_id,
+            "from": "2026-11-21T00:00:00+08:00",
+            "to": "2026-11-22T00:00:00+08:00",
+            "reason": "报备",
+        }
+        filed = jclient.post("/v1/exemptions", json=body, headers={"Authorization": f"Bearer {filer}"})
+        assert filed.status_code == 201, filed.text
+        exemptions[name] = filed.json()["id"]
     scan = jclient.post("/v1/scans", json={}, headers={"Authorization": f"Bearer {admin_key}"})
     assert scan.status_code == 201, scan.text
     return {
         **{f"{name}_in": value for name, value in inside.items()},
         **{f"{name}_out": value for name, value in outside.items()},
         "scan": scan.json()["id"],
+        **exemptions,
     }

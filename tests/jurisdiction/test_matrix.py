@@ -27,6 +27,7 @@ from tests.workflow.support import OPERATOR_RULE, is_problem, police
 
 SOURCE = frozenset({"source"})  # admins are admitted everywhere, so they are never listed
 CHECK = frozenset({"source", "inspector"})
+FILE = CHECK  # exemptions (报备): a source files and reads its own; inspectors file on a business's behalf
 INSPECT = frozenset({"inspector"})
 ADMIN: frozenset[str] = frozenset()
 
@@ -61,6 +62,7 @@ class Endpoint:
     outside: bool = False  # names an object outside DD1: the DD1 key gets 404
     listing: Listing | None = None
     effect: Effect | None = None
+    own_only: bool = False  # names an object a source key did not file: a source key gets 404
 
     @property
     def id(self) -> str:
@@ -90,6 +92,18 @@ CHECK_OP_IN = "/v1/breakers/check?subject_type=operator&subject_id=OP-IN&domain=
 
 
 DISMISSED = Effect("stage", "warning", "dismissed")
+APPROVED = Effect("status", "requested", "approved")
+REVOKED = Effect("status", "requested", "revoked")
+FILING = {
+    "rule_id": None,
+    "domains": ["vehicle_registration"],
+    "subject_type": "operator",
+    "subject_id": "OP-IN",
+    "from": "2026-11-21T00:00:00+08:00",
+    "to": "2026-11-22T00:00:00+08:00",
+    "reason": "驾校考试日 exam day",
+}
+DECISION = {"approve": True, "reason": "核实 checked"}
 ON_PROBATION = Effect("state", "open", "half_open")
 
 
@@ -116,6 +130,16 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/breakers/{breaker_in}/reset", INSPECT, json=RESET, effect=ON_PROBATION),
     Endpoint("POST", "/v1/breakers/{breaker_out}/reset", INSPECT, json=RESET, outside=True, effect=ON_PROBATION),
     Endpoint("GET", CHECK_OP_IN, CHECK),
+    Endpoint("POST", "/v1/exemptions", FILE, ok=201, json=FILING),
+    Endpoint("GET", "/v1/exemptions", FILE),
+    Endpoint("GET", "/v1/exemptions/{exemption_in}", FILE, own_only=True),
+    Endpoint("GET", "/v1/exemptions/{exemption_out}", FILE, outside=True, own_only=True),
+    Endpoint("POST", "/v1/exemptions/{exemption_in}/decision", INSPECT, json=DECISION, effect=APPROVED),
+    Endpoint(
+        "POST", "/v1/exemptions/{exemption_out}/decision", INSPECT, json=DECISION, outside=True, effect=APPROVED
+    ),
+    Endpoint("POST", "/v1/exemptions/{exemption_in}/revoke", INSPECT, json=RESET, effect=REVOKED),
+    Endpoint("POST", "/v1/exemptions/{exemption_out}/revoke", INSPECT, json=RESET, outside=True, effect=REVOKED),
     Endpoint("GET", "/v1/rules", INSPECT),
     Endpoint("GET", "/v1/rules/t-count", INSPECT),
     Endpoint("POST", "/v1/rules/validate", ADMIN, yaml=OPERATOR_RULE),
@@ -137,6 +161,8 @@ def expected_status(endpoint: Endpoint, kind: str) -> int:
     if role != "admin" and role not in endpoint.roles:
         return 403
     if endpoint.outside and unit is not None:
+        return 404
+    if endpoint.own_only and role == "source":
         return 404
     return endpoint.ok
 
