@@ -34,10 +34,13 @@ class Operation:
 
 
 def operations(app: FastAPI) -> Iterator[Operation]:
-    """Every operation of every route of the app, with its entry in the OpenAPI document."""
+    """Every operation of every API route of the app, with its entry in the OpenAPI document (the console's
+    HTML pages and the docs pages are left out of the document, and tested in tests/console)."""
     document = app.openapi()
     for route in iter_route_contexts(app.routes):
         if not isinstance(route.original_route, APIRoute) or route.path is None:
+            continue
+        if not route.original_route.include_in_schema:
             continue
         for method in sorted(route.methods or ()):
             yield Operation(method, route.path, document["paths"][route.path][method.lower()])

@@ -34,6 +34,7 @@ from app.console.web import (
 from app.db import Database, utcnow
 from app.errors import InvalidInput
 from app.events.domains import Domain
+from app.params import RowId
 from app.reports import service as reports
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -64,7 +65,7 @@ def breaker_list(request: Request, console: Console) -> Response:
 
 
 @router.post("/breakers/{breaker_id}/reset")
-async def reset_breaker(request: Request, breaker_id: int, console: Console) -> Response:
+async def reset_breaker(request: Request, breaker_id: RowId, console: Console) -> Response:
     form = await form_of(request, console)
     try:
         body = ResetIn.model_validate({"reason": form.get("reason", "")})

@@ -41,7 +41,7 @@ from app.events import service as events
 from app.events.domains import Domain
 from app.fields import Ident
 from app.pagination import decode_time_id_cursor, encode_cursor
-from app.params import QueryTime
+from app.params import QueryTime, RowId
 from app.rules.spec import Severity
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -227,7 +227,7 @@ def _name(field: str) -> str:
 def _alert_page(
     request: Request,
     console: sessions.ConsoleSession,
-    alert_id: int,
+    alert_id: RowId,
     *,
     status_code: int = 200,
     stale: bool = False,
@@ -270,7 +270,7 @@ def _alert_page(
 
 
 @router.get("/alerts/{alert_id}")
-def alert_detail(request: Request, alert_id: int, console: Console) -> Response:
+def alert_detail(request: Request, alert_id: RowId, console: Console) -> Response:
     notice = "moved" if request.query_params.get("moved") else None
     return _alert_page(request, console, alert_id, notice=notice)
 
@@ -288,7 +288,7 @@ def transition_body(form: Mapping[str, str], zone: tzinfo) -> TransitionIn:
 
 
 @router.post("/alerts/{alert_id}/transitions")
-async def move_alert(request: Request, alert_id: int, console: Console) -> Response:
+async def move_alert(request: Request, alert_id: RowId, console: Console) -> Response:
     form = await form_of(request, console)
     move = transition_body(form, zone_of(request))
     version = form.get("version", "").strip()

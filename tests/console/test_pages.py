@@ -453,3 +453,14 @@ def test_an_overdue_supervision_is_marked_in_the_queue_and_found_by_the_overdue_
     overdue = cclient.get("/console/alerts", params={"overdue": "true"}).text
     assert re.findall(r'data-alert="(\d+)"', overdue) == [str(alert_id)]
     assert "超期" in cclient.get(f"/console/alerts/{alert_id}").text
+
+
+def test_an_id_beyond_what_a_path_takes_is_a_422_page_naming_it(cclient: TestClient, inspector_key: str) -> None:
+    signed_in(cclient, inspector_key)
+    response = cclient.get("/console/alerts/99999999999999999999")
+    assert response.status_code == 422
+    assert fields_named(response.text) == ["alert_id"]
+    page = cclient.get("/console/breakers").text
+    refused = post_form(cclient, "/console/breakers/0/reset", page, {"reason": "r"})
+    assert refused.status_code == 422
+    assert fields_named(refused.text) == ["breaker_id"]
