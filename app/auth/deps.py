@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -84,9 +84,15 @@ async def ingest_principal(request: Request) -> Principal:
                 _INGEST_KEYS.clear()
             _INGEST_KEYS[digest] = principal
     if principal.role not in _INGEST_ROLES:
-        raise Forbidden(f"this needs the role admin, source; the key {principal.name!r} is {principal.role.value}")
+        raise role_refused(principal, _INGEST_ROLES)
     request.state.principal = principal
     return principal
+
+
+def role_refused(principal: Principal, allowed: Iterable[Role]) -> Forbidden:
+    """The 403 for a key whose role is not among ``allowed``."""
+    names = ", ".join(sorted(role.value for role in allowed))
+    return Forbidden(f"this needs the role {names}; the key {principal.name!r} is {principal.role.value}")
 
 
 def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
@@ -95,8 +101,7 @@ def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
 
     async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if principal.role not in allowed:
-            names = ", ".join(sorted(role.value for role in allowed))
-            raise Forbidden(f"this needs the role {names}; the key {principal.name!r} is {principal.role.value}")
+            raise role_refused(principal, allowed)
         return principal
 
     return check
