@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -46,7 +47,9 @@ Errors are RFC 9457 `application/problem+json`.
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, freeze_startup: bool = False) -> FastAPI:
+    """The application. ``freeze_startup`` (a server process, one app for its lifetime): once started, what
+    exists is exempted from garbage collection (``gc.freeze``); tests make many apps and leave it off."""
     settings = settings or get_settings()
     if settings.bootstrap_admin_key is not None:
         always_redact(settings.bootstrap_admin_key.get_secret_value())
@@ -61,6 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except SQLAlchemyError:
                 # Not fatal: /readyz reports the database, and the next start retries.
                 log.exception("could not ensure the bootstrap admin key (has `supervision migrate` run?)")
+        # Everything made while starting (modules, rules, the OpenAPI schema, pools) lives as long as the
+        # process: moved out of the collector's sight, it is not traversed again by every full collection.
+        if freeze_startup:
+            gc.collect()
+            gc.freeze()
         task = None
         if settings.scan_interval is not None:
             task = asyncio.create_task(periodic_scans(db, app.state.rules, settings))
@@ -109,4 +117,4 @@ def app_factory() -> FastAPI:
     """The entry point for `uvicorn --factory app.main:app_factory` and `supervision serve`."""
     settings = get_settings()
     configure_logging(settings.log_level, access_log=settings.access_log)
-    return create_app(settings)
+    return create_app(settings, freeze_startup=True)

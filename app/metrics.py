@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections import Counter as Tally
 from collections.abc import Iterable
+from functools import lru_cache
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -41,6 +43,23 @@ EVENTS_DUPLICATE = Counter(
     "Events answered as duplicates of stored ones, by source",
     ["source"],
 )
+
+
+# The labelled children, looked up once per label set (labels() validates and locks on every call). The label
+# sets are bounded: route templates, methods, statuses, domains and source key names.
+@lru_cache(maxsize=4096)
+def _requests(method: str, route: str, status: int) -> Any:
+    return REQUESTS.labels(method=method, route=route, status=str(status))
+
+
+@lru_cache(maxsize=1024)
+def _latency(method: str, route: str) -> Any:
+    return LATENCY.labels(method=method, route=route)
+
+
+@lru_cache(maxsize=4096)
+def _ingested(domain: str, source: str) -> Any:
+    return EVENTS_INGESTED.labels(domain=domain, source=source)
 
 
 def render(db: Database | None = None) -> tuple[bytes, str]:
@@ -91,7 +110,7 @@ def count_after_commit(session: Session, *, source: str, new_domains: Iterable[s
 
     def record() -> None:
         for domain, n in tally.items():
-            EVENTS_INGESTED.labels(domain=domain, source=source).inc(n)
+            _ingested(domain, source).inc(n)
         if duplicates:
             EVENTS_DUPLICATE.labels(source=source).inc(duplicates)
 
@@ -104,5 +123,5 @@ def observe_request(scope: Scope, status: int, seconds: float) -> None:
     path = getattr(scope.get("route"), "path", None)
     route = path if isinstance(path, str) else "unmatched"
     method = scope.get("method", "")
-    REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-    LATENCY.labels(method=method, route=route).observe(seconds)
+    _requests(method, route, status).inc()
+    _latency(method, route).observe(seconds)

@@ -108,6 +108,23 @@ class Applied:
         self.changes += other.changes
 
 
+class _Covers:
+    """The approved exemptions of a set of subjects, read on first use (see ``exemptions.approved_for``).
+
+    An evaluation that writes no alert has nothing an exemption could change, and a decision made meanwhile
+    marks only alerts that exist; one that writes an alert reads them first, under their share locks."""
+
+    def __init__(self, session: Session, subjects: set[str]) -> None:
+        self._session = session
+        self._subjects = subjects
+        self._covers: list[Cover] | None = None
+
+    def get(self) -> list[Cover]:
+        if self._covers is None:
+            self._covers = exemptions.approved_for(self._session, self._subjects)
+        return self._covers
+
+
 class Evaluator:
     """Applies one rule set in one zone. Cheap to build; holds no database state."""
 
@@ -115,7 +132,6 @@ class Evaluator:
         self.rules = rules
         self.zone = zone
         self._grids: dict[timedelta, WindowGrid] = {}
-        self._fingerprints = {rule.id: aggregates.fingerprint(rule, zone) for rule in rules}
 
     def grid(self, rule: AnyRule) -> WindowGrid:
         """The windows of the rule's length met so far (one evaluator serves one request)."""
@@ -152,6 +168,13 @@ class Evaluator:
                     keys[(rule.id, subject, later.start)] = later
         return keys
 
+    def lock_ids(self, keys: Iterable[Key]) -> aggregates.LockIds:
+        """The advisory locks ``apply`` takes for these keys (rules no longer in force are skipped)."""
+        listed = [key for key in keys if key[0] in self.rules]
+        if not listed:
+            return aggregates.NO_LOCKS
+        return aggregates.LockIds.of({key[0] for key in listed}, listed)
+
     # --- bringing keys in line ----------------------------------------------------------------------------------
 
     def apply(
@@ -162,9 +185,11 @@ class Evaluator:
         actor: str,
         now: datetime,
         deltas: Mapping[Key, Delta] | None = None,
+        locked: bool = False,
     ) -> Applied:
-        """Lock every key, add the new events' ``deltas`` to its figures (inline; a scan passes none and reads
-        the rows), and write its alert and breaker as the value says."""
+        """Lock every key (``locked``: the transaction holds ``lock_ids(keys)`` already), add the new events'
+        ``deltas`` to its figures (inline; a scan passes none and reads the rows), and write its alert and
+        breaker as the value says."""
         applied = Applied()
         if not keys:
             return applied
@@ -174,10 +199,12 @@ class Evaluator:
             by_rule.setdefault(key[0], {})[key] = window
         # A rule no longer in force is skipped: its alerts stay as they are.
         in_force = {rule.id: rule for rule_id in sorted(by_rule) if (rule := self.rules.get(rule_id)) is not None}
-        aggregates.lock(connection, in_force, (key for key in keys if key[0] in in_force))
+        if not locked:
+            aggregates.lock(connection, in_force, (key for key in keys if key[0] in in_force))
         adding = {key: delta for key, delta in (deltas or {}).items() if key[0] in in_force}
         alerted: set[Key] = set()
-        figures = aggregates.add(connection, in_force, adding, self._fingerprints, alerted)
+        fingerprints = {rule_id: aggregates.fingerprint(in_force[rule_id], self.zone) for rule_id, _, _ in adding}
+        figures = aggregates.add(connection, in_force, adding, fingerprints, alerted)
         baselines: dict[Key, list[Window]] = {}
         wanted = {key for key in keys if key[0] in in_force and key not in figures}
         for key, window in keys.items():
@@ -202,7 +229,8 @@ class Evaluator:
             if loading
             else {}
         )
-        covers = exemptions.approved_for(session, {key[1] for key in keys if key[0] in in_force})
+        # The exemptions are read (and share-locked) only when an alert is to be written: most events write none.
+        covers = _Covers(session, {key[1] for key in keys if key[0] in in_force})
         trips: list[tuple[AnyRule, Alert]] = []
         for rule in in_force.values():
             trips += self._apply_rule(
@@ -235,7 +263,7 @@ class Evaluator:
         existing: Mapping[Key, Alert],
         deltas: Mapping[Key, Delta],
         applied: Applied,
-        covers: list[Cover],
+        covers: _Covers,
         *,
         now: datetime,
     ) -> list[tuple[AnyRule, Alert]]:
@@ -250,7 +278,7 @@ class Evaluator:
             if found is not None and value is not None and hits > 0 and (value >= rule.warn_at or alert is not None):
                 # A finding; or an alert's window that moved below warn_at: the alert follows it, cleared.
                 cleared = value < rule.warn_at
-                exemption_id = exemptions.covering(covers, rule, subject, window.start, window.end)
+                exemption_id = exemptions.covering(covers.get(), rule, subject, window.start, window.end)
                 written = self._write(
                     session,
                     rule,

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -15,8 +15,9 @@ from app.alerts.evaluate import Applied, Evaluator, Key
 from app.breakers.models import Breaker
 from app.breakers.state import covers, event_subjects, open_breakers
 from app.db import Database
+from app.events.schemas import EventIn
 from app.events.service import Stored, contract_shape
-from app.rules.aggregates import Delta, StaleAggregates, ensure_built
+from app.rules.aggregates import Delta, LockIds, StaleAggregates, ensure_built
 from app.rules.spec import RuleSet
 from app.rules.windows import Window
 from app.units.service import forget_units
@@ -39,19 +40,60 @@ class Verdict:
         return bool(self.breakers)
 
 
-def evaluate_stored(
-    session: Session, evaluator: Evaluator, *, source: str, stored: Sequence[Stored], now: datetime
-) -> tuple[list[Verdict], Applied]:
-    """Evaluate every rule the new events match (duplicates were evaluated when first stored)."""
-    shapes = [contract_shape(source, item.event, item.id) for item in stored]
-    touched: list[dict[Key, Window]] = []
-    keys: dict[Key, Window] = {}
+@dataclass
+class Plan:
+    """What a request's events do to the rules, worked out before they are stored: the keys each touches, their
+    share of the windows' figures, and the locks of those keys (taken by the statement that stores the
+    events, so that evaluation needs no statement of its own for them). Events are numbered by their
+    place in the request until the store gives them ids."""
+
+    shapes: list[dict[str, Any]]
+    touched: list[dict[Key, Window]]
+    deltas: dict[Key, Delta]
+    locks: LockIds
+
+
+def plan(evaluator: Evaluator, *, source: str, events: Sequence[EventIn]) -> Plan:
+    shapes = [contract_shape(source, event, index) for index, event in enumerate(events)]
     deltas: dict[Key, Delta] = {}
-    for item, shape in zip(stored, shapes, strict=True):
-        found = {} if item.duplicate else evaluator.touched(shape, item.event.occurred_at, deltas)
-        touched.append(found)
-        keys.update(found)
-    applied = evaluator.apply(session, keys, actor=f"rules:{source}"[:64], now=now, deltas=deltas)
+    touched = [evaluator.touched(shape, event.occurred_at, deltas) for shape, event in zip(shapes, events, strict=True)]
+    return Plan(shapes, touched, deltas, evaluator.lock_ids(key for found in touched for key in found))
+
+
+def evaluate_stored(
+    session: Session,
+    evaluator: Evaluator,
+    *,
+    source: str,
+    stored: Sequence[Stored],
+    now: datetime,
+    planned: Plan | None = None,
+) -> tuple[list[Verdict], Applied]:
+    """Evaluate every rule the new events match (duplicates were evaluated when first stored).
+
+    With ``planned`` (made for these events, whose store took its locks), the plan's work is used, unless some
+    event was a duplicate: then the events are worked out again (their keys are among the planned ones)."""
+    if planned is not None and not any(item.duplicate for item in stored):
+        ids = [item.id for item in stored]
+        shapes = planned.shapes
+        for shape, event_id in zip(shapes, ids, strict=True):
+            shape["id"] = event_id
+        for delta in planned.deltas.values():
+            delta.counted = [(at, ids[index]) for at, index in delta.counted]
+        touched, deltas = planned.touched, planned.deltas
+        keys = {key: window for found in touched for key, window in found.items()}
+        locked = True
+    else:
+        shapes = [contract_shape(source, item.event, item.id) for item in stored]
+        touched = []
+        keys = {}
+        deltas = {}
+        for item, shape in zip(stored, shapes, strict=True):
+            found = {} if item.duplicate else evaluator.touched(shape, item.event.occurred_at, deltas)
+            touched.append(found)
+            keys.update(found)
+        locked = False
+    applied = evaluator.apply(session, keys, actor=f"rules:{source}"[:64], now=now, deltas=deltas, locked=locked)
     unblocked = all(item.unblocked for item in stored) and not applied.tripped
     breakers = [] if unblocked else open_breakers(session, {s for shape in shapes for s in event_subjects(shape)}, now)
     verdicts = []

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.alerts.evaluate import Evaluator
-from app.alerts.inline import evaluate_stored, evaluating
+from app.alerts.inline import evaluate_stored, evaluating, plan
 from app.auth.deps import IngestKey, InspectorKey, forget_ingest_key
 from app.auth.service import Principal
 from app.breakers.router import breaker_out
@@ -55,8 +55,11 @@ def _store(request: Request, principal: Principal, events: list[EventIn], *, bat
     source = principal.name
 
     def work(session: Session, evaluator: Evaluator) -> list[IngestResult]:
-        stored = service.ingest(session, source=source, events=events, batch=batch, key_id=principal.key_id)
-        verdicts, _ = evaluate_stored(session, evaluator, source=source, stored=stored, now=utcnow())
+        planned = plan(evaluator, source=source, events=events)
+        stored = service.ingest(
+            session, source=source, events=events, batch=batch, key_id=principal.key_id, locks=planned.locks
+        )
+        verdicts, _ = evaluate_stored(session, evaluator, source=source, stored=stored, now=utcnow(), planned=planned)
         count_after_commit(
             session,
             source=source,

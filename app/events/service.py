@@ -16,6 +16,7 @@ from app.events.domains import action_errors, attribute_errors, json_value_error
 from app.events.models import Event
 from app.events.schemas import EventIn, OperatorKind
 from app.jsonutil import canonical_hash, dumps, size_errors
+from app.rules.aggregates import LOCKING_CONDITION, NO_LOCKS, LockIds
 from app.units import service as unit_service
 
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
@@ -120,12 +121,20 @@ def _row(source: str, event: EventIn, received_at: datetime) -> dict[str, Any]:
 
 
 def ingest(
-    session: Session, *, source: str, events: Sequence[EventIn], batch: bool = False, key_id: int | None = None
+    session: Session,
+    *,
+    source: str,
+    events: Sequence[EventIn],
+    batch: bool = False,
+    key_id: int | None = None,
+    locks: LockIds = NO_LOCKS,
 ) -> list[Stored]:
     """Store each event once per (source, source_event_id); answer new, duplicate, or raise Conflict.
 
     With ``key_id``, the events are stored only while that API key is active (Unauthorized otherwise): the
     check rides on the insert on PostgreSQL (see ``_KEY_ACTIVE``); elsewhere the caller has checked it.
+    ``locks`` (the advisory locks that evaluating the events will need, PostgreSQL) are taken by the same
+    statement, before it inserts anything.
 
     All or nothing: the caller's transaction holds every row, and any conflict raises before commit.
     Safe under concurrency: the insert skips rows another transaction stored first (it waits for that
@@ -154,7 +163,7 @@ def ingest(
     # A fixed order (by source_event_id) means concurrent batches lock rows in the same order and
     # cannot deadlock each other on PostgreSQL.
     ordered = [rows[key] for key in sorted(rows)]
-    ids, unblocked = _insert_new(session, ordered, key_id)
+    ids, unblocked = _insert_new(session, ordered, key_id, locks)
     new = set(ids)
 
     missing = [key for key in rows if key not in ids]
@@ -210,10 +219,13 @@ _UNBLOCKED = (
     " AND (b.suspended_until IS NULL OR b.suspended_until > CAST(:now AS timestamptz)))"
 )
 # And it stores nothing unless the sender's key is still active (``key_id``; None: the caller checked):
-# the key lookup of a request needs no round trip of its own, and a revoked key is refused at once.
+# the key lookup of a request needs no round trip of its own, and a revoked key is refused at once. It
+# also takes the advisory locks of the rule windows the events go to (aggregates.LOCKING_CONDITION), so
+# evaluation has no locking statement of its own; later statements of the transaction see what the
+# previous holders of those locks committed.
 _KEY_ACTIVE = (
-    "WHERE CAST(:key_id AS bigint) IS NULL"
-    " OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = CAST(:key_id AS bigint) AND k.revoked_at IS NULL)"
+    f"WHERE {LOCKING_CONDITION} AND (CAST(:key_id AS bigint) IS NULL"
+    " OR EXISTS (SELECT 1 FROM api_keys k WHERE k.id = CAST(:key_id AS bigint) AND k.revoked_at IS NULL))"
 )
 _RETURNING = f"ON CONFLICT (source, source_event_id) DO NOTHING RETURNING id, source_event_id, {_UNBLOCKED}"
 _RETURNED = ("id", "source_event_id", "unblocked")
@@ -247,7 +259,9 @@ def _subjects(rows: list[dict[str, Any]]) -> list[str]:
     return sorted(found)
 
 
-def _insert_new(session: Session, rows: list[dict[str, Any]], key_id: int | None) -> tuple[dict[str, int], bool]:
+def _insert_new(
+    session: Session, rows: list[dict[str, Any]], key_id: int | None, locks: LockIds
+) -> tuple[dict[str, int], bool]:
     """Insert the rows that are not stored yet: the ids of those inserted, by source_event_id, and whether
     the insert found no open breaker on their subjects (False: unknown, or some found).
 
@@ -257,7 +271,13 @@ def _insert_new(session: Session, rows: list[dict[str, Any]], key_id: int | None
         return {}, False
     connection = session.connection()
     if connection.dialect.name == "postgresql":
-        extra = {"subjects": _subjects(rows), "now": rows[0]["received_at"], "key_id": key_id}
+        extra = {
+            "subjects": _subjects(rows),
+            "now": rows[0]["received_at"],
+            "key_id": key_id,
+            "lock_ids": locks.ids,
+            "lock_shared": locks.shared,
+        }
         if len(rows) == 1:
             (row,) = rows
             result = connection.execute(_SINGLE_INSERT, {**row, "attributes": dumps(row["attributes"]), **extra})

@@ -139,15 +139,38 @@ _LOCK = described(
 _LOCK_RULE = text("SELECT pg_advisory_xact_lock(:key)")
 
 
+@dataclass(frozen=True, slots=True)
+class LockIds:
+    """The advisory locks of some keys, in the order they are taken: the rules' build locks (the first
+    ``shared``, taken shared), then the keys' own. ``ids`` is one PostgreSQL array literal: the driver spends
+    more on a list parameter than on the query."""
+
+    ids: str
+    shared: int
+
+    @classmethod
+    def of(cls, rule_ids: Iterable[str], keys: Iterable[Key]) -> LockIds:
+        shared = sorted({rule_lock_id(rule_id) for rule_id in rule_ids})
+        exclusive = sorted({key_lock_id(key) for key in keys})
+        return cls("{" + ",".join(map(str, shared + exclusive)) + "}", len(shared))
+
+
+NO_LOCKS = LockIds("{}", 0)
+
+# The same locks taken by another statement (the events insert): a condition that is true once they are held.
+LOCKING_CONDITION = (
+    "(SELECT count(*) FROM (SELECT CASE WHEN i <= CAST(:lock_shared AS integer) THEN pg_advisory_xact_lock_shared(k)"
+    " ELSE pg_advisory_xact_lock(k) END FROM unnest(CAST(:lock_ids AS bigint[])) WITH ORDINALITY AS t(k, i)"
+    " ORDER BY i) AS locked) >= 0"
+)
+
+
 def lock(connection: Connection, rule_ids: Iterable[str], keys: Iterable[Key]) -> None:
     """Take the rules' build locks shared, then the keys' locks, in one global order (PostgreSQL only)."""
     if connection.dialect.name != "postgresql":
         return
-    shared = sorted({rule_lock_id(rule_id) for rule_id in rule_ids})
-    exclusive = sorted({key_lock_id(key) for key in keys})
-    # The ids travel as one array literal: the driver spends more on a list parameter than on the query.
-    ids = "{" + ",".join(map(str, shared + exclusive)) + "}"
-    connection.execute(_LOCK, {"keys": ids, "shared": len(shared)})
+    locks = LockIds.of(rule_ids, keys)
+    connection.execute(_LOCK, {"keys": locks.ids, "shared": locks.shared})
 
 
 # --- what one event adds ---------------------------------------------------------------------------------------------

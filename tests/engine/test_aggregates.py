@@ -20,9 +20,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, text, update
 from typer.testing import CliRunner
 
+from app.alerts.evaluate import Evaluator
+from app.alerts.inline import plan
 from app.cli import cli
 from app.config import Settings
 from app.db import Database
+from app.events import service as events_service
+from app.events.schemas import EventIn
 from app.rules import aggregates
 from app.rules.loader import parse_rules_text
 from app.rules.models import RuleBuild, RuleWindow, RuleWindowValue
@@ -306,3 +310,36 @@ def test_after_a_reload_the_evidence_lists_what_the_rule_in_force_counts(
         alert = only_alert(client, inspector_key, "g-fines")
     assert (alert["value"], alert["hits"]) == (165, 3)
     assert alert["evidence"]["event_ids"] == [first[0], first[2], later[0]]
+
+
+def test_the_statement_storing_events_holds_their_windows_locks(db: Database) -> None:
+    """Inline evaluation sends no locking statement of its own: the events insert takes the planned locks, so
+    a second writer to the same window waits from the moment the first one stored its event."""
+    if db.dialect != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's; SQLite serialises writers with BEGIN IMMEDIATE")
+    rules = RuleSet(parse_rules_text(RULES, "g.yaml"))
+    evaluator = Evaluator(rules, ZONE)
+    event = EventIn.model_validate(inspection("pass", 0))
+    planned = plan(evaluator, source="lock-test", events=[event])
+    expected = {int(lock_id) for lock_id in planned.locks.ids.strip("{}").split(",")}
+    assert len(expected) == 2  # g-pass's build lock (shared) and its (station, day) window's lock
+    key_lock = aggregates.key_lock_id(next(iter(planned.deltas)))
+    with db.session(write=True) as session:
+        (stored,) = events_service.ingest(session, source="lock-test", events=[event], locks=planned.locks)
+        assert not stored.duplicate
+        held = {
+            (classid << 32 | objid) - (1 << 64 if classid >= 1 << 31 else 0)
+            for classid, objid in session.execute(
+                text(
+                    "SELECT classid::bigint, objid::bigint FROM pg_locks"
+                    " WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
+                )
+            )
+        }
+        assert held == expected
+        with db.engine.connect() as other:
+            assert other.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key_lock}) is False
+            other.rollback()
+    with db.engine.connect() as other:
+        assert other.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key_lock}) is True
+        other.rollback()
