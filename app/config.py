@@ -37,8 +37,10 @@ class Settings(BaseSettings):
     bootstrap_admin_key: SecretStr | None = Field(default=None, description="an admin key that exists after start")
     log_level: str = Field(default="INFO")
     access_log: bool = Field(default=True, description="one log line per request")
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=20, ge=0, le=200)
+    # Connections kept open per worker, and more opened at a peak and closed after use. Sixteen clients on
+    # one worker need sixteen at once: with fewer kept, every request past them paid for a new connection.
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     rate_limit_enabled: bool = Field(default=True, description="false turns every rate limit off (benchmarks)")
     rate_limit_events: str = Field(

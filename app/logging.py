@@ -47,14 +47,38 @@ def mask_object_ref(value: str) -> str:
 
 @dataclass
 class _RequestSensitive:
-    """What one request brought that its log lines must not show; shared by the request's tasks and threads."""
+    """What one request brought that its log lines must not show; shared by the request's tasks and threads.
+    The forms each value may take in a line (URL-encoded, escaped) and what replaces them are worked out
+    when a line is first written, not for every event (most requests write no line)."""
 
     secrets: set[str] = field(default_factory=set)
     object_refs: set[str] = field(default_factory=set)
+    _forms: tuple[list[tuple[str, str]], list[tuple[str, str]]] | None = None
+
+    def forms(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(secret forms, object_ref forms), each with its replacement."""
+        if self._forms is None:
+            self._forms = (
+                [pair for secret in sorted(self.secrets) for pair in _secret_forms(secret)],
+                [pair for ref in sorted(self.object_refs) for pair in _object_ref_forms(ref)],
+            )
+        return self._forms
 
 
 _request_sensitive: ContextVar[_RequestSensitive | None] = ContextVar("request_sensitive", default=None)
 _global_secrets: set[str] = set()
+_global_secret_forms: list[tuple[str, str]] = []
+
+
+def _secret_forms(secret: str) -> list[tuple[str, str]]:
+    encoded = quote(secret, safe="")
+    return [(secret, REDACTED)] + ([(encoded, REDACTED)] if encoded != secret else [])
+
+
+def _object_ref_forms(ref: str) -> list[tuple[str, str]]:
+    masked = mask_object_ref(ref)
+    forms = {ref, quote(ref, safe=""), quote(ref), ref.encode("unicode_escape").decode("ascii")}
+    return [(form, masked) for form in sorted(forms, key=len, reverse=True)]
 
 
 def start_request_scrubbing() -> Any:
@@ -69,21 +93,24 @@ def end_request_scrubbing(token: Any) -> None:
 def remember_secret(value: str) -> None:
     """A key the current request presented: its log lines show `[redacted]` instead."""
     held = _request_sensitive.get()
-    if held is not None and len(value) >= _MIN_SECRET:
+    if held is not None and len(value) >= _MIN_SECRET and value not in held.secrets:
         held.secrets.add(value)
+        held._forms = None
 
 
 def remember_object_ref(value: str | None) -> None:
     """An object_ref the current request carries: its log lines show it masked."""
     held = _request_sensitive.get()
-    if held is not None and value is not None and len(value) >= _MIN_OBJECT_REF:
+    if held is not None and value is not None and len(value) >= _MIN_OBJECT_REF and value not in held.object_refs:
         held.object_refs.add(value)
+        held._forms = None
 
 
 def always_redact(value: str | None) -> None:
     """A secret of the whole process (the bootstrap admin key): never shown in any log line."""
-    if value is not None and len(value) >= _MIN_SECRET:
+    if value is not None and len(value) >= _MIN_SECRET and value not in _global_secrets:
         _global_secrets.add(value)
+        _global_secret_forms.extend(_secret_forms(value))
 
 
 _BEARER = re.compile(r"(?i)\b(bearer[\s:=]+)[^\s'\",;)\]}]+")
@@ -99,26 +126,41 @@ _SECRET_HEADER = re.compile(
 )
 
 
+# Words without which a pattern below cannot match: an ASCII line that holds none of them (most lines) is
+# not searched with that pattern. A line with other characters is always searched (case-insensitive
+# matching folds some of them, the Kelvin sign for a k, onto ASCII letters).
+_HEADER_WORDS = ("auth", "key", "token", "cookie", "secret")
+_PARAM_WORDS = ("key", "token", "secret", "password", "passwd", "auth", "credential")
+
+
 def scrub(text: str) -> str:
     """The text with every secret cut out and every known object_ref masked."""
     held = _request_sensitive.get()
-    for secret in (*_global_secrets, *(held.secrets if held else ())):
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-        encoded = quote(secret, safe="")
-        if encoded != secret and encoded in text:
-            text = text.replace(encoded, REDACTED)
-    if held is not None:
-        for ref in held.object_refs:
-            masked = mask_object_ref(ref)
-            for form in {ref, quote(ref, safe=""), quote(ref), ref.encode("unicode_escape").decode("ascii")}:
-                if form in text:
-                    text = text.replace(form, masked)
-    text = _SECRET_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)})", text)
-    text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
-    text = _ISSUED_KEY.sub(lambda m: m.group(1) + "…" + REDACTED, text)
-    text = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
-    return _OBJECT_REF_PARAM.sub(lambda m: m.group(1) + quote(mask_object_ref(unquote(m.group(2))), safe="*"), text)
+    secret_forms, object_ref_forms = held.forms() if held is not None else ((), ())
+    for forms in (_global_secret_forms, secret_forms, object_ref_forms):
+        for form, replacement in forms:
+            if form in text:
+                text = text.replace(form, replacement)
+    if text.isascii():
+        low = text.lower()
+        header = "(" in text and any(word in low for word in _HEADER_WORDS)
+        bearer = "bearer" in low
+        issued = "sv_" in text
+        param = "=" in text and any(word in low for word in _PARAM_WORDS)
+        ref = "ref=" in low
+    else:
+        header = bearer = issued = param = ref = True
+    if header:
+        text = _SECRET_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}{m.group(2)})", text)
+    if bearer:
+        text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    if issued:
+        text = _ISSUED_KEY.sub(lambda m: m.group(1) + "…" + REDACTED, text)
+    if param:
+        text = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
+    if ref:
+        text = _OBJECT_REF_PARAM.sub(lambda m: m.group(1) + quote(mask_object_ref(unquote(m.group(2))), safe="*"), text)
+    return text
 
 
 def _scrub_value(value: Any) -> Any:
@@ -134,8 +176,14 @@ def _scrub_value(value: Any) -> Any:
 class ScrubbingJsonFormatter(JsonFormatter):
     """JSON lines whose every field (message, extras, traceback) has passed `scrub`."""
 
+    # Written by the logging machinery itself, never from a request's content.
+    _OWN_FIELDS = frozenset({"time", "level", "logger"})
+
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
-        return {key: _scrub_value(value) for key, value in super().process_log_record(log_data).items()}
+        return {
+            key: value if key in self._OWN_FIELDS else _scrub_value(value)
+            for key, value in super().process_log_record(log_data).items()
+        }
 
 
 class _RequestIdFilter(logging.Filter):

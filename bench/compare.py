@@ -13,7 +13,8 @@ in time order. For each database (a fresh one each time, dropped afterwards):
 
 1. ours: `supervision migrate`, a source key from the CLI (and the bootstrap admin key set), `supervision
    serve --workers N` with the shipped rules (rules/), no periodic scan, rate limiting switched off if
-   the service has a SUPERVISION_RATE_LIMIT* setting;
+   the service has a SUPERVISION_RATE_LIMIT* setting, and no access log, as the peer (`--access-log`
+   keeps it, to measure what it costs);
 2. the peer: bench/peer.py under uvicorn with the same number of workers, its own table in its own
    database.
 
@@ -154,6 +155,8 @@ def ours(kind: str, args: argparse.Namespace, tmp: Path, say: Report) -> Iterato
         env.pop("SUPERVISION_SCAN_INTERVAL", None)  # no periodic scan competing with the measured load
         switches = rate_limit_switches()
         env.update(switches)
+        # The peer writes no line per request; ours neither, unless --access-log measures what its access log costs.
+        env["SUPERVISION_ACCESS_LOG"] = "true" if args.access_log else "false"
         if args.workers > 1:
             env["PROMETHEUS_MULTIPROC_DIR"] = str(work / "metrics")
             (work / "metrics").mkdir()
@@ -162,7 +165,8 @@ def ours(kind: str, args: argparse.Namespace, tmp: Path, say: Report) -> Iterato
         log_path = work / "server.log"
         with running_server(env, args.workers, log_path) as (port, server):
             limits = f"rate limits off by {switches}" if switches else "no SUPERVISION_RATE_LIMIT* setting to turn off"
-            say(f"[{kind}] ours: database {name}, port {port}, {args.workers} worker(s), {limits}")
+            log = "access log on" if args.access_log else "access log off (as the peer)"
+            say(f"[{kind}] ours: database {name}, port {port}, {args.workers} worker(s), {limits}, {log}")
             yield Target("ours", Endpoint(port, key, server.pid), url, "events", log_path, {"rate_limit_env": switches})
 
 
@@ -319,6 +323,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--out", default="bench/results/compare-{db}.json", help="JSON (and .md beside it)")
     parser.add_argument("--quiet-wait", type=float, default=60, help="seconds to wait for a quiet box per server")
+    parser.add_argument(
+        "--access-log", action="store_true", help="ours writes its access log (the peer writes none; default: off)"
+    )
     parser.add_argument("--ref", help="measure this commit (e.g. HEAD) from a snapshot, not the working tree")
     args = parser.parse_args()
     if (code := at_ref(args.ref)) is not None:

@@ -118,8 +118,8 @@ def make_engine(url: str) -> Engine:
         if url.startswith(prefix):
             url = driver + url[len(prefix) :]
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=False)
-    engine = create_engine(url, pool_size=10, max_overflow=20, connect_args={"check_same_thread": False})
+        return create_engine(url, pool_size=20, max_overflow=10, pool_pre_ping=False)
+    engine = create_engine(url, pool_size=20, max_overflow=10, connect_args={"check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
