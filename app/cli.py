@@ -232,6 +232,7 @@ def demo(
                 on_progress=advance,
                 force=force,
                 evaluator=Evaluator(rules, settings.zone),
+                inspectors=True,
             )
     except AppError as exc:
         # Demo ids do not carry the seed: another seed's month in the same database conflicts.
@@ -255,6 +256,11 @@ def demo(
     for story in summary.stories:
         stories.add_row(story.label_en, story.label_zh, f"{story.subject_type} {story.subject_id}", str(story.day))
     out.print(stories)
+    if summary.inspected.acts:
+        acts = Table("when (local)", "what the demo's inspectors did", title="inspectors' moves")
+        for at, what in summary.inspected.acts:
+            acts.add_row(f"{at:%Y-%m-%d %H:%M}", what)
+        out.print(acts)
 
 
 def _rules_or_fail(folder: Path) -> RuleSet:
