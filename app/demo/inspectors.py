@@ -30,6 +30,7 @@ from app.breakers import service as breakers
 from app.breakers.models import Breaker
 from app.demo.city import INSPECTION_SECTION, City, brigade_of
 from app.demo.stories import (
+    DEMO_START,
     TZ,
     Story,
     extra_stories,
@@ -94,8 +95,9 @@ def _alert(session: Session, rule_id: str, subject_id: str) -> Alert | None:
     return session.scalars(query).first()
 
 
-def plan(city: City, rules: RuleSet, *, seed: int) -> list[Act]:
-    """Every act of the month, in time order; deterministic for a seed."""
+def plan(city: City, rules: RuleSet, *, seed: int, days: int = 30) -> list[Act]:
+    """Every act of the month, in time order; deterministic for a seed. A move whose alert is not there (a
+    demo window shorter than the month) is skipped when its time comes; the fleet files only inside the window."""
     stories = {story.key: story for story in (*planted_stories(city, seed=seed), *extra_stories(city, seed=seed))}
     acts: list[Act] = []
 
@@ -295,7 +297,7 @@ def plan(city: City, rules: RuleSet, *, seed: int) -> list[Act]:
         )
         return True
 
-    if rules.get(STORY_RULES[key]) is not None:
+    if rules.get(STORY_RULES[key]) is not None and fleet.day < DEMO_START + timedelta(days=days):
         acts.append(Act(_at(fleet.day, -1, 16), "exemption:requested", file))
         acts.append(Act(_at(fleet.day, -1, 17, 30), "exemption:approved", approve))
 

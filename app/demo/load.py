@@ -105,7 +105,7 @@ def load_demo(
         ensure_built(db, evaluator.rules, evaluator.zone)
     acts: deque[Act] = deque()
     if inspectors and evaluator is not None and stored_before == 0:
-        acts.extend(plan(city, evaluator.rules, seed=seed))
+        acts.extend(plan(city, evaluator.rules, seed=seed, days=days))
     done = Done()
     new = duplicates = posted = 0
     chunk: list[DemoEvent] = []
