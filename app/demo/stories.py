@@ -543,7 +543,14 @@ def _corrections(cast: _ExtraCast, rng: random.Random) -> list[Draft]:
     drafts = []
     for at in _times(rng, cast.days[key], STAFF_CORRECTIONS, hour, hour + 3 * 3600):
         code, fine, points = violation(rng)
-        attrs = {"fine_amount": fine, "points": points, "violation": code, "reason": "plate_corrected"}
+        attrs = {
+            "fine_amount": fine,
+            "points": points,
+            "violation": code,
+            "original_fine_amount": fine,
+            "original_points": points,
+            "reason": "plate_corrected",
+        }
         drafts.append(
             Draft(
                 at,
