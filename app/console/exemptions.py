@@ -73,6 +73,7 @@ def exemption_page(request: Request, console: Console) -> Response:
         history=history,
         now=now,
         domains_of=lambda row: row.domains.strip(",").split(","),
+        rules=request.app.state.rules.current(db),
         notice=notice,
     )
 

@@ -164,7 +164,7 @@ def plan(city: City, rules: RuleSet, *, seed: int, days: int = 30) -> list[Act]:
     interview(key, _at(day[key], 2, 15), "discipline", summary, *([officer] if officer else []))
     move(key, _at(day[key], 7, 10), "accountability", "辅警违规办理业务，予以辞退", outcome="dismissal")
 
-    # 3. Trailers passed in bulk at one station: escalated to the vehicle administration, suspended 30 days.
+    # 3. Trailers passed in bulk at one station: escalated to the vehicle administration, suspended 90 days.
     key = "trailer-bulk-inspection"
     move(
         key,
@@ -180,7 +180,7 @@ def plan(city: City, rules: RuleSet, *, seed: int, days: int = 30) -> list[Act]:
         "accountability",
         "检测站违规检测，停业整改",
         outcome="suspension",
-        suspension_days=30,
+        suspension_days=90,
     )
 
     # 4. Two-minute inspections: the breaker is reset mid-afternoon (the station says its lane was fixed),
