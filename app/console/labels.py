@@ -192,7 +192,7 @@ LABELS: dict[str, tuple[str, str]] = {
     "exemption.status.approved": ("已批准", "approved"),
     "exemption.status.rejected": ("已驳回", "rejected"),
     "exemption.status.revoked": ("已撤销", "revoked"),
-    "exemption.status.expired": ("已过期", "expired"),
+    "exemption.status.expired": ("已批准，已过期", "approved, expired"),
     "exempted": ("已报备", "Exempted"),
     "exempted.mark": ("已报备", "exempted"),
     # values shown on pages: subject types, operator kinds, breaker kinds, event actions, audit entries

@@ -513,7 +513,10 @@ def _extra_cast(city: City, seed: int, start: date) -> _ExtraCast:
         "fleet-registration": rng.choice([op for op in city.members(*windows, kinds=("police",)) if op.id not in used]),
         "staff-record-corrections": rng.choice([op for op in clerks if op.id not in used]),
     }
-    companies = [bu for bu in city.business_units_of("company") if bu.id != main.business_units[_NE].id]
+    others = [bu for bu in city.business_units_of("company") if bu.id != main.business_units[_NE].id]
+    # A fleet: a taxi, rental, logistics or transport company, where the city has one.
+    fleets = [bu for bu in others if any(word in bu.label_en for word in ("Taxi", "Rental", "Logistics", "Transport"))]
+    companies = fleets or others
     return _ExtraCast(days, {"fleet-registration": 9, "staff-record-corrections": 14}, operators, rng.choice(companies))
 
 
