@@ -10,7 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.conftest import KeyMaker
-from tests.console.support import csrf_of, post_form, sign_in
+from tests.console.support import post_form, sign_in
 from tests.factories import bearer
 
 
@@ -90,7 +90,9 @@ def test_rejecting_and_revoking_land_in_the_history(
 ) -> None:
     rejected, revoked = file(cclient, source_key), file(cclient, source_key, operator="OP-OUT")
     page = console_as(cclient, inspector_key)
-    answer = post_form(cclient, f"/console/exemptions/{rejected}/decision", page, {"approve": "false", "reason": "无依据"})
+    answer = post_form(
+        cclient, f"/console/exemptions/{rejected}/decision", page, {"approve": "false", "reason": "无依据"}
+    )
     assert answer.status_code == 303
     page = cclient.get("/console/exemptions").text
     answer = post_form(cclient, f"/console/exemptions/{revoked}/decision", page, {"approve": "true", "reason": "同意"})
@@ -156,7 +158,9 @@ def test_a_scoped_inspector_sees_and_decides_only_its_units(
     assert error_detail(refused.text) == f"no exemption with id {outside}"
     assert post_form(cclient, f"/console/exemptions/{outside}/revoke", page, {"reason": "x"}).status_code == 404
     assert (
-        post_form(cclient, f"/console/exemptions/{inside}/decision", page, {"approve": "true", "reason": "x"}).status_code
+        post_form(
+            cclient, f"/console/exemptions/{inside}/decision", page, {"approve": "true", "reason": "x"}
+        ).status_code
         == 303
     )
 

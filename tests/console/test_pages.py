@@ -27,8 +27,15 @@ PAGES = [
     "/console/reports",
     "/console/audit",
     "/console/reports.csv",
+    "/console/exemptions",
 ]
-FORMS = ["/console/alerts/1/transitions", "/console/breakers/1/reset", "/console/signout"]
+FORMS = [
+    "/console/alerts/1/transitions",
+    "/console/breakers/1/reset",
+    "/console/signout",
+    "/console/exemptions/1/decision",
+    "/console/exemptions/1/revoke",
+]
 
 
 def signed_in(client: TestClient, key: str) -> TestClient:
