@@ -204,7 +204,7 @@ def demo(
     scale: Annotated[float, typer.Option(min=0.0, max=10.0, help="normal volume (1.0 ≈ 100k events)")] = 1.0,
     force: Annotated[bool, typer.Option(help="post again even if the month is already stored")] = False,
 ) -> None:
-    """Build the demo detachment and post a month of its business, with planted risk stories."""
+    """Build the demo detachment, post a month of its business with planted stories; its inspectors act on it."""
     from app.alerts.evaluate import Evaluator
     from app.demo.load import load_demo
 
