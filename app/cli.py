@@ -204,7 +204,7 @@ def demo(
     scale: Annotated[float, typer.Option(min=0.0, max=10.0, help="normal volume (1.0 ≈ 100k events)")] = 1.0,
     force: Annotated[bool, typer.Option(help="post again even if the month is already stored")] = False,
 ) -> None:
-    """Build the demo detachment and post a month of its business, with planted risk stories."""
+    """Build the demo detachment, post a month of its business with planted stories; its inspectors act on it."""
     from app.alerts.evaluate import Evaluator
     from app.demo.load import load_demo
 
@@ -232,6 +232,7 @@ def demo(
                 on_progress=advance,
                 force=force,
                 evaluator=Evaluator(rules, settings.zone),
+                inspectors=True,
             )
     except AppError as exc:
         # Demo ids do not carry the seed: another seed's month in the same database conflicts.
@@ -255,6 +256,11 @@ def demo(
     for story in summary.stories:
         stories.add_row(story.label_en, story.label_zh, f"{story.subject_type} {story.subject_id}", str(story.day))
     out.print(stories)
+    if summary.inspected.acts:
+        acts = Table("when (local)", "what the demo's inspectors did", title="inspectors' moves")
+        for at, what in summary.inspected.acts:
+            acts.add_row(f"{at:%Y-%m-%d %H:%M}", what)
+        out.print(acts)
 
 
 def _rules_or_fail(folder: Path) -> RuleSet:

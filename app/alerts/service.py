@@ -177,6 +177,7 @@ def transition(
         object_id=str(alert.id),
         data={"from": current.value, "to": move.to.value, "reason": move.reason, **details},
         unit=alert.unit,
+        at=now,
     )
     if given.get("outcome") == Outcome.SUSPENSION:
         suspend(session, alert, days=given["suspension_days"], actor=actor, reason=move.reason, now=now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import tzinfo
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -19,6 +19,7 @@ from app.auth.deps import look_up
 from app.auth.service import active_key
 from app.breakers import service as breakers
 from app.breakers.state import effective_state
+from app.console import exemptions as exemption_pages
 from app.console import pages
 from app.console import session as sessions
 from app.console.web import (
@@ -155,6 +156,8 @@ class QueueQuery(BaseModel):
     severity: Severity | None = None
     overdue: bool | None = None
     cleared: bool | None = None
+    # As the API: exempted alerts (报备) are hidden unless `true` or `any`.
+    exempted: Literal["true", "false", "any"] = "false"
     time_from: QueryTime | None = None
     time_to: QueryTime | None = None
     cursor: str | None = None
@@ -185,6 +188,7 @@ def alert_queue(request: Request, console: Console) -> Response:
         severity=query.severity.value if query.severity else None,
         overdue=query.overdue,
         cleared=query.cleared,
+        exempted=None if query.exempted == "any" else query.exempted == "true",
         time_from=query.time_from,
         time_to=query.time_to,
     )
@@ -317,5 +321,6 @@ def install(app: FastAPI) -> None:
     """Routes, static files and the console's error pages."""
     app.include_router(router)
     app.include_router(pages.router)
+    app.include_router(exemption_pages.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     install_error_pages(app)

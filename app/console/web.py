@@ -77,8 +77,26 @@ def page(
     def t(key: str) -> str:
         return label(key, lang)
 
+    def tv(prefix: str, value: object) -> str:
+        """A stored value (an enum's, an action's) in the page's language; one not in the catalogue as it is."""
+        key = f"{prefix}.{value}"
+        return label(key, lang) if key in LABELS else str(value)
+
     def local(value: datetime | None) -> str:
         return "" if value is None else value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    def detail(name: str, value: Any) -> str:
+        """One field of a transition's details, as the page shows it (labels, local times, lists)."""
+        if name in ("level", "outcome"):
+            return tv(f"{name}", value)
+        if name in ("due_at", "held_at") and isinstance(value, str):
+            try:
+                return local(datetime.fromisoformat(value))
+            except ValueError:
+                return value
+        if isinstance(value, list):
+            return ", ".join(str(item) for item in value)
+        return str(value)
 
     other = "zh" if lang == "en" else "en"
     query = {k: v for k, v in request.query_params.items() if k != "lang"}
@@ -87,10 +105,12 @@ def page(
         template,
         {
             "t": t,
+            "tv": tv,
             "has_label": lambda key: key in LABELS,
             "lang": lang,
             "lang_url": f"{request.url.path}?{urlencode({**query, 'lang': other})}",
             "local": local,
+            "detail": detail,
             "console": console,
             "principal": console.principal if console else None,
             "csrf": console.csrf if console else "",

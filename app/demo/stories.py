@@ -462,12 +462,155 @@ def planted_stories(city: City, *, seed: int, start: date = DEMO_START) -> tuple
     )
 
 
+# --- the inspectors' stories -------------------------------------------------------------------------------
+# Two more, for the demo's simulated inspectors: legitimate bulk business filed in advance (报备), and a staff
+# clerk's bulk corrections (so accountability reaches the third kind of operator). They draw from their own
+# random streams, so the nine stories above stay where they were for every seed.
+
+FLEET_VEHICLES = 36  # more than vr-bulk-new-energy's trip_at in one hour: without the filing it would trip
+STAFF_CORRECTIONS = 14  # past vh-bulk-modification's warn_at, short of its trip_at
+
+_EXTRA_CATALOGUE: tuple[tuple[str, str, str, str, str], ...] = (
+    (
+        "fleet-registration",
+        "车队集中办理新能源汽车上户（已报备）",
+        "A fleet company registers new-energy vehicles in bulk one morning (filed in advance)",
+        "vehicle_registration",
+        "operator",
+    ),
+    (
+        "staff-record-corrections",
+        "其他工作人员单日批量修改违法记录",
+        "A staff clerk modifies violation records in bulk in one day",
+        "violation_handling",
+        "operator",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class _ExtraCast:
+    days: dict[str, date]
+    hours: dict[str, int]
+    operators: dict[str, Operator]
+    company: BusinessUnit
+
+
+def _extra_cast(city: City, seed: int, start: date) -> _ExtraCast:
+    main = _cast(city, seed, start)
+    rng = random.Random(f"stories-extra:{seed}")
+    taken = set(main.days.values())
+    weekdays = [
+        start + timedelta(d)
+        for d in range(2, 28)
+        if (start + timedelta(d)).weekday() < 5 and start + timedelta(d) not in taken
+    ]
+    days = dict(zip([key for key, *_ in _EXTRA_CATALOGUE], rng.sample(weekdays, len(_EXTRA_CATALOGUE)), strict=True))
+    used = {op.id for op in main.operators.values()} | {op.id for op in main.agent_operators}
+    windows = city.units_with_role("registration_window")
+    clerks = city.members(*city.units_with_role("violation_window"), kinds=("staff",)) or city.staff
+    operators = {
+        "fleet-registration": rng.choice([op for op in city.members(*windows, kinds=("police",)) if op.id not in used]),
+        "staff-record-corrections": rng.choice([op for op in clerks if op.id not in used]),
+    }
+    others = [bu for bu in city.business_units_of("company") if bu.id != main.business_units[_NE].id]
+    # A fleet: a taxi, rental, logistics or transport company, where the city has one.
+    fleets = [bu for bu in others if any(word in bu.label_en for word in ("Taxi", "Rental", "Logistics", "Transport"))]
+    companies = fleets or others
+    return _ExtraCast(days, {"fleet-registration": 9, "staff-record-corrections": 14}, operators, rng.choice(companies))
+
+
+_NE = "new-energy-bulk-registration"
+
+
+def _fleet(cast: _ExtraCast, rng: random.Random) -> list[Draft]:
+    key = "fleet-registration"
+    hour = cast.hours[key] * 3600
+    return [
+        Draft(
+            at,
+            "vehicle_registration",
+            "register",
+            cast.operators[key],
+            {"vehicle_type": "new_energy", "fleet_order": f"FLEET-{cast.days[key]:%Y%m%d}"},
+            business_unit=cast.company,
+            object_ref=plate_number(rng, "new_energy"),
+        )
+        for at in _times(rng, cast.days[key], FLEET_VEHICLES, hour, hour + 3600)
+    ]
+
+
+def _corrections(cast: _ExtraCast, rng: random.Random) -> list[Draft]:
+    key = "staff-record-corrections"
+    hour = cast.hours[key] * 3600
+    drafts = []
+    for at in _times(rng, cast.days[key], STAFF_CORRECTIONS, hour, hour + 3 * 3600):
+        code, fine, points = violation(rng)
+        attrs = {
+            "fine_amount": fine,
+            "points": points,
+            "violation": code,
+            "original_fine_amount": fine,
+            "original_points": points,
+            "reason": "plate_corrected",
+        }
+        drafts.append(
+            Draft(
+                at,
+                "violation_handling",
+                "record_modified",
+                cast.operators[key],
+                attrs,
+                object_ref=plate_number(rng, "car"),
+            )
+        )
+    return drafts
+
+
+def extra_stories(city: City, *, seed: int, start: date = DEMO_START) -> tuple[Story, ...]:
+    """The inspectors' two stories `generate` plants as well (the fleet's filing, the staff clerk)."""
+    cast = _extra_cast(city, seed, start)
+    return tuple(
+        Story(key, zh, en, domain, subject_type, cast.operators[key].id, cast.days[key])
+        for key, zh, en, domain, subject_type in _EXTRA_CATALOGUE
+    )
+
+
+def fleet_company(city: City, *, seed: int, start: date = DEMO_START) -> BusinessUnit:
+    """The fleet company of the legitimate bulk registration (named in its filing)."""
+    return _extra_cast(city, seed, start).company
+
+
+def story_operator(city: City, key: str, *, seed: int, start: date = DEMO_START) -> Operator:
+    """The operator who does a story's business (for a business unit's story, its clerk)."""
+    cast = _cast(city, seed, start)
+    return cast.operators[key] if key in cast.operators else _extra_cast(city, seed, start).operators[key]
+
+
+def story_times(city: City, key: str, *, seed: int, start: date = DEMO_START) -> list[datetime]:
+    """When a story's events happen, in order (the inspectors time their moves by them)."""
+    if key in _PLANTERS:
+        drafts = _PLANTERS[key](_cast(city, seed, start), random.Random(f"story:{seed}:{key}"), city)
+    else:
+        drafts = _EXTRA_PLANTERS[key](_extra_cast(city, seed, start), random.Random(f"story:{seed}:{key}"))
+    return sorted(draft.at for draft in drafts)
+
+
+_EXTRA_PLANTERS: dict[str, Callable[[_ExtraCast, random.Random], list[Draft]]] = {
+    "fleet-registration": _fleet,
+    "staff-record-corrections": _corrections,
+}
+
+
 def plant(city: City, *, seed: int, start: date = DEMO_START) -> list[Draft]:
-    """Every planted story's events (the caller drops those outside its window)."""
+    """Every planted story's events, the inspectors' two included (the caller drops those outside its window)."""
     cast = _cast(city, seed, start)
     drafts: list[Draft] = []
     for key, *_ in _CATALOGUE:
         drafts += _PLANTERS[key](cast, random.Random(f"story:{seed}:{key}"), city)
+    extra = _extra_cast(city, seed, start)
+    for key, *_ in _EXTRA_CATALOGUE:
+        drafts += _EXTRA_PLANTERS[key](extra, random.Random(f"story:{seed}:{key}"))
     return drafts
 
 

@@ -307,3 +307,48 @@ def test_breakers_reports_audit_and_api_docs_pages(
     expect(page.locator("h1").first).to_contain_text("Supervision")
     shot(page, "redoc")
     watch.assert_clean()
+
+
+def test_an_inspector_decides_a_filed_exemption_on_the_exemptions_page(
+    browser: Browser, console_server: Server, watch: Watch, make_key: KeyMaker, source_key: str, admin_key: str
+) -> None:
+    base = console_server.base_url
+    build_world(console_server, source_key, admin_key)
+    filed = []
+    for operator, reference in (("OP-IN", "FLEET-2026-001"), ("OP-OUT", "EXAM-DAY-2026-11")):
+        body = {
+            "rule_id": "t-count",
+            "subject_type": "operator",
+            "subject_id": operator,
+            "from": "2026-11-21T08:00:00+08:00",
+            "to": "2026-12-19T12:00:00+08:00",
+            "reason": "车队集中办理新能源汽车上户 fleet registration",
+            "reference": reference,
+        }
+        filed.append(api(console_server, source_key, "POST", "/v1/exemptions", body)["id"])
+    page = open_page(browser, watch)
+    sign_in(page, base, make_key("inspector", "inspector-zhou"))
+
+    page.click("nav.menu >> text=报备")
+    expect(page.locator("h1")).to_have_text("报备（豁免）")
+    row = page.locator(f'#requested tr[data-exemption="{filed[0]}"]')
+    expect(row).to_contain_text("FLEET-2026-001")
+    shot(page, "exemptions")
+    row.locator("form.decide input[name=reason]").fill("已核对车队订单")
+    row.locator("button.approve").click()
+    expect(page.locator("#notice")).to_be_visible()
+    expect(page.locator(f'#in-force tr[data-exemption="{filed[0]}"]')).to_contain_text("生效中")
+    expect(page.locator(f'#requested tr[data-exemption="{filed[0]}"]')).to_have_count(0)
+
+    # Its alert leaves the default queue; the exempted filter shows it, marked, with a link back to the filing.
+    page.click("nav.menu >> text=预警")
+    page.select_option("select[name=exempted]", "true")
+    page.click("#filters button[type=submit]")
+    mark = page.locator("#alerts a.badge.exempt")
+    expect(mark).to_have_count(1)
+    mark.click()
+    expect(page).to_have_url(re.compile(rf"/console/exemptions#exemption-{filed[0]}$"))
+    page.goto(f"{base}/console/exemptions?lang=en")
+    expect(page.locator("h1")).to_have_text("Exemptions (filed bulk business)")
+    shot(page, "exemptions-en")
+    watch.assert_clean()

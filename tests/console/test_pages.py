@@ -27,8 +27,15 @@ PAGES = [
     "/console/reports",
     "/console/audit",
     "/console/reports.csv",
+    "/console/exemptions",
 ]
-FORMS = ["/console/alerts/1/transitions", "/console/breakers/1/reset", "/console/signout"]
+FORMS = [
+    "/console/alerts/1/transitions",
+    "/console/breakers/1/reset",
+    "/console/signout",
+    "/console/exemptions/1/decision",
+    "/console/exemptions/1/revoke",
+]
 
 
 def signed_in(client: TestClient, key: str) -> TestClient:
@@ -366,7 +373,7 @@ def test_an_inspector_lifting_a_suspension_gets_the_403_page_an_admin_lifts_it(
     page = cclient.get("/console/breakers").text
     (suspension,) = re.findall(
         r'data-breaker="(\d+)" class="state-open">\s*<td>#\d+</td>\s*<td class="state">[^<]*'
-        r"</td>\s*<td>suspension",
+        r"</td>\s*<td>停业整改",
         page,
     )
     refused = post_form(cclient, f"/console/breakers/{suspension}/reset", page, {"reason": "整改完毕"})

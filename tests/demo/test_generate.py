@@ -22,6 +22,7 @@ from app.demo.generate import (
     generate,
     planted_stories,
 )
+from app.demo.stories import extra_stories
 
 Body = dict[str, Any]
 
@@ -386,6 +387,22 @@ def test_each_story_is_found_among_a_month_of_normal_business(
     STORY_CHECKS[key](story, story_events(bodies, story), city)
 
 
+def test_the_inspectors_stories_are_a_filed_fleet_registration_and_a_staff_clerks_corrections(
+    bodies: list[Body], city: City, stories: dict[str, Story]
+) -> None:
+    fleet, staff = extra_stories(city, seed=DEFAULT_SEED)
+    assert (fleet.key, staff.key) == ("fleet-registration", "staff-record-corrections")
+    assert {fleet.day, staff.day}.isdisjoint({story.day for story in stories.values()})
+    assert {fleet.subject_id, staff.subject_id}.isdisjoint({story.subject_id for story in stories.values()})
+    registered = [b for b in story_events(bodies, fleet) if on(b, fleet.day) and b["action"] == "register"]
+    assert _max_in_one_hour([b for b in registered if b["attributes"]["vehicle_type"] == "new_energy"]) >= 36
+    assert len({b["business_unit"]["id"] for b in registered if "fleet_order" in b["attributes"]}) == 1
+    assert city.operator(fleet.subject_id).kind == "police"
+    corrected = [b for b in story_events(bodies, staff) if on(b, staff.day) and b["action"] == "record_modified"]
+    assert len(corrected) >= 14
+    assert city.operator(staff.subject_id).kind == "staff"
+
+
 @pytest.mark.parametrize("seed", [1, 2, 42])
 def test_every_seed_plants_every_story(seed: int) -> None:
     city = build_city(seed)
@@ -398,8 +415,8 @@ def test_every_seed_plants_every_story(seed: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def normal(bodies: list[Body], stories: dict[str, Story]) -> list[Body]:
-    marked = planted(bodies, stories)
+def normal(bodies: list[Body], stories: dict[str, Story], city: City) -> list[Body]:
+    marked = planted(bodies, {**stories, **{s.key: s for s in extra_stories(city, seed=DEFAULT_SEED)}})
     return [b for b in bodies if b["source_event_id"] not in marked]
 
 

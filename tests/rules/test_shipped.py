@@ -15,6 +15,7 @@ import pytest
 
 from app.demo.city import build_city
 from app.demo.generate import Story, generate, planted_stories
+from app.demo.stories import extra_stories
 from app.events.domains import Domain
 from app.rules.engine import Finding, evaluate
 from app.rules.loader import load_rules
@@ -74,7 +75,8 @@ def test_every_planted_story_raises_its_alert(story: Story) -> None:
 
 
 def test_the_normal_population_raises_only_a_handful() -> None:
-    subjects = {story.subject_id for story in planted_stories(build_city(SEED), seed=SEED)}
+    city = build_city(SEED)
+    subjects = {story.subject_id for story in (*planted_stories(city, seed=SEED), *extra_stories(city, seed=SEED))}
     others = [
         (rule_id, finding.subject_id)
         for rule_id, findings in demo_findings().items()
