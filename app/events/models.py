@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, JSONDocument, UTCDateTime
@@ -37,7 +37,8 @@ class Event(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     operator_id: Mapped[str] = mapped_column(String(64))
     operator_kind: Mapped[str] = mapped_column(String(16))
-    operator_unit: Mapped[str] = mapped_column(ForeignKey("units.id"))
+    # A registered unit (units.id), checked by a trigger rather than a foreign key (see migration 0007).
+    operator_unit: Mapped[str] = mapped_column(String(64))
     responsible_officer: Mapped[str | None] = mapped_column(String(64))
     business_unit_id: Mapped[str | None] = mapped_column(String(64))
     business_unit_kind: Mapped[str | None] = mapped_column(String(32))
