@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, Table, and_, bindparam, or_, select, text
 from sqlalchemy.orm import Session
 
-from app.db import described, insert_ignoring, utcnow
+from app.db import described, driver_rows, insert_ignoring, utcnow
 from app.errors import Conflict, InvalidInput, Loc, NotFound, Unauthorized
 from app.events.domains import action_errors, attribute_errors, json_value_errors
 from app.events.models import Event
@@ -280,15 +280,14 @@ def _insert_new(
         }
         if len(rows) == 1:
             (row,) = rows
-            result = connection.execute(_SINGLE_INSERT, {**row, "attributes": dumps(row["attributes"]), **extra})
+            returned = driver_rows(connection, _SINGLE_INSERT, {**row, "attributes": dumps(row["attributes"]), **extra})
         else:
             columns: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
             for row in rows:
                 for name, values in columns.items():
                     values.append(row[name])
             columns["attributes"] = [dumps(value) for value in columns["attributes"]]
-            result = connection.execute(_UNNEST_INSERT, {**columns, **extra})
-        returned = list(result)
+            returned = driver_rows(connection, _UNNEST_INSERT, {**columns, **extra})
         ids = {sid: eid for eid, sid, _ in returned}
         return ids, bool(returned) and len(returned) == len(rows) and all(free for _, _, free in returned)
     # SQLite: one compiled statement, batched into multi-row INSERTs with RETURNING ("insertmanyvalues").

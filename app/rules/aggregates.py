@@ -43,7 +43,7 @@ from sqlalchemy import String, Table, bindparam, delete, func, literal, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from app.db import Database, UTCDateTime, decimal_of, described, utcnow
+from app.db import Database, UTCDateTime, decimal_of, described, driver_rows, utcnow
 from app.errors import AppError
 from app.events.models import Event
 from app.rules import sql
@@ -407,7 +407,12 @@ def add(
             for k, d in ordered
         ]
         parameters = {"rows": json.dumps(rows, ensure_ascii=False)}
-    found = _rows(connection.execute(_UPSERT[dialect], parameters), rules, set() if alerted is None else alerted)
+    result = (
+        driver_rows(connection, _UPSERT[dialect], parameters)
+        if dialect == "postgresql"
+        else connection.execute(_UPSERT[dialect], parameters)
+    )
+    found = _rows(result, rules, set() if alerted is None else alerted)
     stale = {key[0] for key in deltas if key not in found}
     if stale:
         raise StaleAggregates(stale)
