@@ -28,7 +28,7 @@ from app.alerts.models import Alert
 from app.alerts.schemas import TransitionIn
 from app.breakers import service as breakers
 from app.breakers.models import Breaker
-from app.demo.city import INSPECTION_SECTION, City, brigade_of
+from app.demo.city import EXAM_CENTRE, INSPECTION_SECTION, City, brigade_of
 from app.demo.stories import (
     DEMO_START,
     TZ,
@@ -301,7 +301,32 @@ def plan(city: City, rules: RuleSet, *, seed: int, days: int = 30) -> list[Act]:
         acts.append(Act(_at(fleet.day, -1, 16), "exemption:requested", file))
         acts.append(Act(_at(fleet.day, -1, 17, 30), "exemption:approved", approve))
 
-    # 12. One false positive dismissed: the examiner's volume spike (they covered a colleague's whole day of
+    # 12. A request left for the newcomer to decide: on the window's last afternoon the registration system files
+    #     the exam centre's driving-test day a week later (a driving school's whole cohort sits its exams).
+    last = DEMO_START + timedelta(days=days - 1)
+    exam_day = last + timedelta(days=7)
+
+    def file_exam_day(session: Session) -> bool:
+        exemptions.request(
+            session,
+            rules,
+            rule_id=None,
+            domains=["driver_testing"],
+            subject_type="org_unit",
+            subject_id=EXAM_CENTRE,
+            starts_at=_at(exam_day, 0, 8),
+            ends_at=_at(exam_day, 0, 18),
+            reason="驾校学员集中考试日 a driving school's cohort sits its driving tests",
+            reference=f"EXAM-{exam_day:%Y%m%d}",
+            actor=FILER,
+            now=_at(last, 0, 15),
+        )
+        return True
+
+    if days >= 7:
+        acts.append(Act(_at(last, 0, 15), "exemption:requested", file_exam_day))
+
+    # 13. One false positive dismissed: the examiner's volume spike (they covered a colleague's whole day of
     #     exams; the pass rate is what the interview is about), or else the first alert no story explains.
     subjects = {story.subject_id for story in stories.values()}
     examiner = stories["examiner-pass-rate"]

@@ -4,7 +4,7 @@ it, the October report has the seed's shape, the audit chain verifies, and it al
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,7 +15,7 @@ from app.alerts.models import Alert, AlertTransition
 from app.audit import service as audit
 from app.breakers.models import Breaker, BreakerChange
 from app.db import Database
-from app.demo.city import build_city
+from app.demo.city import EXAM_CENTRE, build_city
 from app.demo.inspectors import FILER, SECOND_INSPECTOR, STORY_RULES
 from app.demo.load import DemoSummary, load_demo
 from app.demo.stories import extra_stories, planted_stories
@@ -98,8 +98,11 @@ def test_the_inspectors_play_every_part_and_the_report_has_the_seeds_shape(db: D
     assert row.alerts_exempted == 1
 
     with db.session() as session:
-        (exemption,) = session.scalars(select(Exemption))
+        exemption, waiting = session.scalars(select(Exemption).order_by(Exemption.id))
         assert (exemption.status, exemption.requested_by, exemption.decided_by) == ("approved", FILER, SECOND_INSPECTOR)
+        # And one request is left for whoever opens the console to decide: the exam centre's test day.
+        assert (waiting.status, waiting.requested_by, waiting.subject_id) == ("requested", FILER, EXAM_CENTRE)
+        assert waiting.starts_at - waiting.filed_at > timedelta(days=6)  # filed a week ahead
         fleet = next(s for s in extra_stories(build_city(SEED), seed=SEED) if s.key == "fleet-registration")
         (exempted,) = session.scalars(select(Alert).where(Alert.exempted.is_(True)))
         assert (exempted.rule_id, exempted.subject_id, exempted.exemption_id) == (
