@@ -189,6 +189,55 @@ def connections_per_worker(pid: int, port: int) -> list[int]:
     return sorted((n for n in counts if n), reverse=True)
 
 
+def _sockets(pid: int, port: int) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """For the server `pid` on `port`: the client ports each of its processes holds a connection from, by
+    process, with every process that listens on the port present (so a worker holding none shows up)."""
+    clients: dict[str, int] = {}
+    listening: set[str] = set()
+    with contextlib.suppress(OSError):
+        for row in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]):
+            if row[1].endswith(f":{port:04X}"):
+                if row[3] == "01":
+                    clients[f"socket:[{row[9]}]"] = int(row[2].rsplit(":", 1)[1], 16)
+                elif row[3] == "0A":
+                    listening.add(f"socket:[{row[9]}]")
+    held: dict[int, list[int]] = {}
+    holder: dict[int, int] = {}
+    for member in family(pid):
+        links = []
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{member}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    links.append(os.readlink(fd))
+        ports = [clients[link] for link in links if link in clients]
+        if ports or (member != pid and any(link in listening for link in links)):
+            held[member] = ports
+            holder.update((client, member) for client in ports)
+    return held, holder
+
+
+async def spread_evenly(to: Endpoint, connections: list[KeepAlive], attempts: int = 200) -> None:
+    """Reopen connections until each worker holds its share (differing by one at most), while the server is
+    idle. Uvicorn's workers accept from one shared socket, and a busy worker wins that race (it is already
+    running when a connection arrives): a run would otherwise measure how the clients happened to land,
+    one worker holding 15 of 16 and the other idle. Done alike for ours and the peer."""
+    for _ in range(attempts):
+        held, holder = _sockets(to.server_pid, to.port)
+        if len(held) < 2:
+            return  # one process serves every connection
+        counts = {member: len(ports) for member, ports in held.items()}
+        if max(counts.values()) - min(counts.values()) <= 1:
+            return
+        heaviest = max(counts, key=counts.__getitem__)
+        moved = next((c for c in reversed(connections) if holder.get(c.local_port) == heaviest), None)
+        if moved is None:
+            await asyncio.sleep(0.05)  # the table is a moment behind the sockets: look again
+            continue
+        moved.close()
+        connections[connections.index(moved)] = await KeepAlive.open(to.port, to.key)
+        await asyncio.sleep(0.02)
+
+
 class Meter:
     """Wall time over a block, and CPU use in it as % of one core: this client, the server, the box."""
 
@@ -221,6 +270,7 @@ class KeepAlive:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> None:
         self.reader, self.writer, self.head = reader, writer, head
+        self.local_port: int = writer.get_extra_info("sockname")[1]
 
     @classmethod
     async def open(cls, port: int, key: str) -> KeepAlive:
@@ -279,6 +329,7 @@ async def drive(to: Endpoint, name: str, bodies: list[bytes], warm: int, concurr
     try:
         shares = [iter(range(i, warm, concurrency)) for i in range(concurrency)]
         await asyncio.wait_for(asyncio.gather(*(warm_client(s, i * STAGGER_S) for i, s in enumerate(shares))), 300)
+        await spread_evenly(to, connections)
         latencies.clear()
         pending = iter(range(warm, len(bodies)))  # shared by the clients: each body is sent exactly once
         with Meter(to.server_pid) as meter:
