@@ -99,6 +99,11 @@ def list_alerts(
 
 def _detail(session: Session, alert: Alert, response: Response) -> AlertDetail:
     response.headers["ETag"] = service.etag(alert)
+    return alert_detail(session, alert)
+
+
+def alert_detail(session: Session, alert: Alert) -> AlertDetail:
+    """The alert as `GET /v1/alerts/{id}` shows it (webhook payloads carry the same)."""
     evidence = {**alert.evidence, "responsible_officer": alert.responsible_officer}
     history = [
         TransitionOut(

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
 
 from app.auth.deps import InspectorKey, require
 from app.auth.service import Principal, Role
@@ -91,7 +92,8 @@ def check_breakers(
     return CheckOut(allowed=not found, breakers=[breaker_out(b) for b in found])
 
 
-def _detail(session: ReadSession, breaker: Breaker) -> BreakerDetail:
+def breaker_detail(session: Session, breaker: Breaker) -> BreakerDetail:
+    """The breaker as `GET /v1/breakers/{id}` shows it (webhook payloads carry the same)."""
     changes = [
         BreakerChangeOut(
             action=c.action,
@@ -111,7 +113,7 @@ def _detail(session: ReadSession, breaker: Breaker) -> BreakerDetail:
 def get_breaker(breaker_id: RowId, principal: InspectorKey, session: ReadSession) -> BreakerDetail:
     """One breaker with its history of trips and resets."""
     units = subtree(principal.unit_id) if principal.unit_id else None
-    return _detail(session, service.get_breaker(session, breaker_id, units=units))
+    return breaker_detail(session, service.get_breaker(session, breaker_id, units=units))
 
 
 @router.post("/{breaker_id}/reset", responses=responses(400, 401, 403, 404, 409, 413, 422))
@@ -130,4 +132,4 @@ def reset_breaker(
         may_lift_suspension=principal.role is Role.ADMIN,
         units=subtree(principal.unit_id) if principal.unit_id else None,
     )
-    return _detail(session, breaker)
+    return breaker_detail(session, breaker)
