@@ -30,6 +30,7 @@ from app.main import create_app
 from app.migrate import upgrade_head
 from app.models import Base
 from app.units.service import forget_units
+from app.webhooks.outbox import forget_webhooks
 
 TEST_DB_ENV = "SUPERVISION_TEST_DATABASE_URL"
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +79,7 @@ def db(settings: Settings) -> Iterator[Database]:
 def empty_tables(database: Database) -> None:
     """Delete every row of every table (the schema stays), and what this process remembers of them."""
     forget_units()
+    forget_webhooks()
     tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
     with database.session(write=True) as session:
         if database.dialect == "postgresql":

@@ -20,7 +20,7 @@ pending delivery (the head) is attempted; while it is retrying, later ones wait 
 succeeds, the ones behind it follow at once; when it is given up (``failed``, after ``webhook_retry_for``,
 24 h by default) the next one goes. A receiver down for an hour thus gets everything, in order, when it is
 back. A lease that expires while its holder is still sending (a worker stalled for longer than
-``LEASE``) can let another worker send the same delivery too: delivery is at least once, receivers
+the lease (2 × timeout + 10 s)) can let another worker send the same delivery too: delivery is at least once, receivers
 dedupe on ``id``.
 
 Backoff. After the n-th failed attempt the next is due after a random delay in [d/2, d] where
@@ -55,7 +55,6 @@ from app.webhooks.models import Webhook, WebhookDelivery
 
 log = logging.getLogger("supervision.webhooks")
 
-LEASE = timedelta(seconds=60)  # longer than a timeout plus the write of its result
 BATCH = 50  # deliveries one claim takes per webhook (sent one after another, in order)
 CLAIM = 8  # webhooks one claim takes
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -113,6 +112,8 @@ class Deliverer:
         self.client = httpx.Client(
             timeout=httpx.Timeout(settings.webhook_timeout), follow_redirects=False, trust_env=False
         )
+        # Longer than a timeout plus writing its result; a holder killed mid-send delays its webhook this long.
+        self.lease = timedelta(seconds=2 * settings.webhook_timeout + 10)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -135,13 +136,16 @@ class Deliverer:
             .limit(CLAIM)
         )
         runs: list[list[Outgoing]] = []
+        with self.db.session() as session:  # a read first: no write lock (SQLite) when there is nothing to do
+            if not session.scalar(select(self._due_now(now))):
+                return runs
         with self.db.session(write=True) as session:
             if self.db.dialect == "postgresql":
                 query = query.with_for_update(skip_locked=True, key_share=True)
             for webhook in session.scalars(query.execution_options(populate_existing=True)).all():
                 run = self._claim_webhook(session, webhook, now)
                 if run:
-                    webhook.lease_until, webhook.lease_holder = now + LEASE, self.holder
+                    webhook.lease_until, webhook.lease_holder = now + self.lease, self.holder
                     runs.append(run)
         return runs
 
@@ -231,7 +235,7 @@ class Deliverer:
                 update(Webhook)
                 .where(Webhook.id == item.webhook_id, Webhook.lease_holder == self.holder)
                 .values(
-                    lease_until=None if release else now + LEASE,
+                    lease_until=None if release else now + self.lease,
                     lease_holder=None if release else self.holder,
                 )
             )
