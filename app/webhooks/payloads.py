@@ -18,10 +18,10 @@ from app.exemptions.router import exemption_out
 def snapshot(session: Session, kind: str, object_id: int, now: datetime) -> dict[str, Any] | None:
     if kind == "alert":
         alert = session.get(Alert, object_id)
-        return None if alert is None else alert_detail(session, alert).model_dump(mode="json")
+        return None if alert is None else alert_detail(session, alert).model_dump(mode="json", by_alias=True)
     if kind == "breaker":
         breaker = session.get(Breaker, object_id)
-        return None if breaker is None else breaker_detail(session, breaker).model_dump(mode="json")
+        return None if breaker is None else breaker_detail(session, breaker).model_dump(mode="json", by_alias=True)
     if kind == "exemption":
         exemption = session.get(Exemption, object_id)
         return None if exemption is None else exemption_out(exemption, now).model_dump(mode="json", by_alias=True)
