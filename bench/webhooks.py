@@ -51,10 +51,11 @@ from ingest import (  # bench/ingest.py (this folder is not a package: run this 
     supervision,
 )
 from sqlalchemy import func, select
+from workload import stop_on_sigterm
 
 from app.config import Settings
 from app.db import Database
-from app.webhooks.models import WebhookDelivery
+from app.webhooks.models import Webhook, WebhookDelivery
 
 ALL_EVENTS = [
     "alert.raised",
@@ -157,10 +158,12 @@ def unsubscribe(port: int, admin: str, ids: list[int]) -> None:
 
 
 def count(db: Database, status: str | None = None) -> int:
+    """Deliveries written (with `status`: of live webhooks only)."""
     with db.session() as session:
         query = select(func.count()).select_from(WebhookDelivery)
         if status is not None:
-            query = query.where(WebhookDelivery.status == status)
+            live = select(Webhook.id).where(Webhook.deleted_at.is_(None))
+            query = query.where(WebhookDelivery.status == status, WebhookDelivery.webhook_id.in_(live))
         return session.scalar(query) or 0
 
 
@@ -214,7 +217,7 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             with running_server(off, args.workers, Path(tmp, "server-off.log")) as (port, server):
                 subscribe(port, admin, hook_url, 3)
                 time.sleep(2.5)
-                bodies, sizes = batches("D", 40, args.delivery_events, args.batch_size, 0.5, args.seed)
+                bodies, sizes = batches("D", 40, args.delivery_events, args.batch_size, 0.1, args.seed)
                 asyncio.run(drive(Endpoint(port, key, server.pid), "batch", bodies, 1, args.batch_concurrency, sizes))
             pending = count(db, "pending")
             started = time.perf_counter()
@@ -252,11 +255,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--batch-concurrency", type=int, default=4)
     parser.add_argument("--spacing", type=float, default=7.0, help="seconds between events (0.5: the worst case)")
-    parser.add_argument("--delivery-events", type=int, default=2_000, help="events that pile up deliveries")
+    parser.add_argument("--delivery-events", type=int, default=6_000, help="events (0.1 s apart) that pile up deliveries")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--out", default=None, help="JSON output; {db} is replaced")
     args = parser.parse_args()
+    stop_on_sigterm()
     result = bench_database(args.database, args)
     print(json.dumps(result, ensure_ascii=False, indent=2))
     if args.out:

@@ -42,14 +42,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2 as httpx
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook as Signer
 
 from app.alerts.models import Alert
 from app.breakers.models import Breaker
 from app.config import Settings
-from app.db import Database, utcnow
+from app.db import Database, UTCDateTime, utcnow
 from app.webhooks import outbox
 from app.webhooks.models import Webhook, WebhookDelivery
 
@@ -70,6 +70,14 @@ class Outgoing:
     sequence: int
     data: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Result:
+    item: Outgoing
+    code: int | None
+    error: str | None
+    at: datetime
 
 
 def backoff(attempts: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -209,51 +217,77 @@ class Deliverer:
             return response.status_code, "redirects are not followed"
         return response.status_code, f"HTTP {response.status_code}"
 
-    def _record(self, item: Outgoing, code: int | None, error: str | None, *, last: bool) -> bool:
-        """Write one attempt's result (and extend or release the lease); whether it succeeded."""
+    def _record(self, webhook_id: int, results: list[Result], *, release: bool) -> None:
+        """Write attempts' results in one transaction, and extend or release the webhook's lease."""
         now = utcnow()
         with self.db.session(write=True) as session:
-            delivery = session.get(WebhookDelivery, item.id, with_for_update=True, populate_existing=True)
-            if delivery is None or delivery.status != PENDING:
-                ok = error is None
-            else:
-                delivery.attempts += 1
-                delivery.first_attempt_at = delivery.first_attempt_at or now
-                delivery.last_attempt_at, delivery.last_status_code, delivery.last_error = now, code, error
-                ok = error is None
-                if ok:
-                    delivery.status, delivery.delivered_at = DELIVERED, now
-                elif now - delivery.first_attempt_at >= timedelta(seconds=self.settings.webhook_retry_for):
-                    delivery.status = FAILED
-                else:
-                    wait = backoff(
-                        delivery.attempts, self.settings.webhook_backoff_base, self.settings.webhook_backoff_cap
-                    )
-                    delivery.next_attempt_at = now + timedelta(seconds=wait)
-            release = last or not ok
+            delivered = [r for r in results if r.error is None]
+            if delivered:
+                table = WebhookDelivery.__table__.c
+                session.connection().execute(
+                    update(WebhookDelivery.__table__)  # type: ignore[arg-type]
+                    .where(table.id == bindparam("delivery_id"), table.status == PENDING)
+                    .values(
+                        status=DELIVERED,
+                        attempts=table.attempts + 1,
+                        first_attempt_at=func.coalesce(table.first_attempt_at, bindparam("at", type_=UTCDateTime())),
+                        last_attempt_at=bindparam("at", type_=UTCDateTime()),
+                        last_status_code=bindparam("code"),
+                        last_error=None,
+                        delivered_at=bindparam("at", type_=UTCDateTime()),
+                    ),
+                    [{"delivery_id": r.item.id, "at": r.at, "code": r.code} for r in delivered],
+                )
+            for result in results:
+                if result.error is not None:
+                    self._failed(session, result)
             session.execute(
                 update(Webhook)
-                .where(Webhook.id == item.webhook_id, Webhook.lease_holder == self.holder)
+                .where(Webhook.id == webhook_id, Webhook.lease_holder == self.holder)
                 .values(
                     lease_until=None if release else now + self.lease,
                     lease_holder=None if release else self.holder,
                 )
             )
-        return ok
+
+    def _failed(self, session: Session, result: Result) -> None:
+        delivery = session.get(WebhookDelivery, result.item.id, with_for_update=True, populate_existing=True)
+        if delivery is None or delivery.status != PENDING:
+            return
+        at = result.at
+        delivery.attempts += 1
+        delivery.first_attempt_at = delivery.first_attempt_at or at
+        delivery.last_attempt_at, delivery.last_status_code, delivery.last_error = at, result.code, result.error
+        if at - delivery.first_attempt_at >= timedelta(seconds=self.settings.webhook_retry_for):
+            delivery.status = FAILED
+        else:
+            wait = backoff(delivery.attempts, self.settings.webhook_backoff_base, self.settings.webhook_backoff_cap)
+            delivery.next_attempt_at = at + timedelta(seconds=wait)
 
     def deliver(self, run: list[Outgoing]) -> int:
-        """Send one webhook's run in order, stopping at the first failure; how many were delivered."""
+        """Send one webhook's run in order, stopping at the first failure; how many were delivered.
+
+        Results are written together when the run ends, or when a send fails, or every `webhook_timeout`
+        seconds (which also extends the lease): a crash in between sends them again (at least once)."""
         delivered = 0
+        results: list[Result] = []
+        flushed = time.monotonic()
         for i, item in enumerate(run):
             code, error = self.send(item)
+            results.append(Result(item, code, error, utcnow()))
+            last = i == len(run) - 1 or error is not None
             if error is not None:
                 log.info(
                     "webhook delivery failed",
                     extra={"webhook_id": item.webhook_id, "delivery_id": item.id, "error": error},
                 )
-            if not self._record(item, code, error, last=i == len(run) - 1):
+            else:
+                delivered += 1
+            if last or time.monotonic() - flushed >= self.settings.webhook_timeout:
+                self._record(item.webhook_id, results, release=last)
+                results, flushed = [], time.monotonic()
+            if error is not None:
                 break
-            delivered += 1
         return delivered
 
     def run_once(self, *, housekeeping: bool = True) -> int:

@@ -8,7 +8,7 @@ from datetime import datetime
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -106,8 +106,13 @@ def list_webhooks(session: Session, *, limit: int, after: int | None) -> list[We
 
 
 def delete(session: Session, webhook: Webhook, *, actor: str, now: datetime) -> None:
-    """Stop a webhook: it gets nothing more (its pending deliveries are not sent); its record stays."""
+    """Stop a webhook: it gets nothing more (its pending deliveries become `failed`); its record stays."""
     webhook.deleted_at = now
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.webhook_id == webhook.id, WebhookDelivery.status == "pending")
+        .values(status="failed", last_error="the webhook was deleted")
+    )
     session.flush()
     _audit(session, webhook, "webhook.deleted", actor, now)
     after_commit(session, outbox.forget_webhooks)
