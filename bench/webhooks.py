@@ -16,7 +16,8 @@ loopback receiver (a separate process answering 204 at once):
    alert (the worst case: a delivery row per event per webhook). Figure: events/s with 3 ÷ with none
    (target ≥ 0.9), the better of the two rounds of each.
 2. delivery: with the server's delivery switched off (SUPERVISION_WEBHOOK_DELIVERY=false), events pile up
-   pending deliveries for 3 webhooks; the server is restarted with delivery on and the time until none is
+   pending deliveries for 3 webhooks (`--delivery-events`, 0.1 s apart: alerts change on most of them); the
+   server is restarted with delivery on and the time until none is
    pending gives deliveries/s (three webhooks in parallel, each in sequence order).
 """
 
@@ -255,7 +256,9 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--batch-concurrency", type=int, default=4)
     parser.add_argument("--spacing", type=float, default=7.0, help="seconds between events (0.5: the worst case)")
-    parser.add_argument("--delivery-events", type=int, default=6_000, help="events (0.1 s apart) that pile up deliveries")
+    parser.add_argument(
+        "--delivery-events", type=int, default=6_000, help="events (0.1 s apart) that pile up deliveries"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=20261129)
     parser.add_argument("--out", default=None, help="JSON output; {db} is replaced")

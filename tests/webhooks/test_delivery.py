@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from app.breakers.models import Breaker
 from app.config import Settings
@@ -311,3 +311,33 @@ def test_a_slow_receiver_does_not_slow_ingestion(
     finally:
         worker.stop(timeout=10)
     assert with_slow_receiver < max(3 * baseline, 2.0), (baseline, with_slow_receiver)
+
+
+def test_with_no_webhook_ingest_reads_no_webhook_table_once_the_list_is_cached(
+    wclient: TestClient, source_key: str, db: Database
+) -> None:
+    engine = wclient.app.state.db.engine  # type: ignore[attr-defined]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    post_all(wclient, source_key, [registration(minute, police("OP1"), 9) for minute in range(3)])  # cached now
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        post_all(wclient, source_key, [registration(minute, police("OP2"), 9) for minute in range(4)])  # raise, trip
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert statements
+    assert [s for s in statements if "webhook" in s] == []
+    assert count_deliveries(db) == 0
+
+
+def test_deleting_a_webhook_fails_its_pending_deliveries(
+    wclient: TestClient, admin_key: str, receiver: Receiver, deliverer: Deliverer
+) -> None:
+    webhook = subscribe(wclient, admin_key, receiver.url)
+    wclient.post(f"/v1/webhooks/{webhook['id']}/test", headers=bearer(admin_key))
+    assert wclient.delete(f"/v1/webhooks/{webhook['id']}", headers=bearer(admin_key)).status_code == 204
+    deliverer.drain()
+    assert receiver.received == []
