@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from app.auth.deps import InspectorKey, require
 from app.auth.service import Principal, Role
 from app.breakers import service
-from app.breakers.models import Breaker
+from app.breakers.models import Breaker, BreakerChange
 from app.breakers.schemas import BreakerChangeOut, BreakerDetail, BreakerOut, BreakerState, CheckOut, ResetIn
 from app.breakers.state import effective_state
 from app.db import utcnow
@@ -92,8 +92,9 @@ def check_breakers(
     return CheckOut(allowed=not found, breakers=[breaker_out(b) for b in found])
 
 
-def breaker_detail(session: Session, breaker: Breaker) -> BreakerDetail:
-    """The breaker as `GET /v1/breakers/{id}` shows it (webhook payloads carry the same)."""
+def breaker_detail(session: Session, breaker: Breaker, history: list[BreakerChange] | None = None) -> BreakerDetail:
+    """The breaker as `GET /v1/breakers/{id}` shows it (webhook payloads carry the same; they pass the
+    `history` read for many breakers at once)."""
     changes = [
         BreakerChangeOut(
             action=c.action,
@@ -104,7 +105,7 @@ def breaker_detail(session: Session, breaker: Breaker) -> BreakerDetail:
             alert_id=c.alert_id,
             at=c.at,
         )
-        for c in service.history(session, breaker.id)
+        for c in (service.history(session, breaker.id) if history is None else history)
     ]
     return BreakerDetail(**breaker_out(breaker).model_dump(), history=changes)
 

@@ -158,34 +158,36 @@ def write(session: Session, changes: list[Change], *, ttl: float | None = None, 
     webhooks = subscriptions(session, ttl)
     if not webhooks:
         return 0
-    from app.webhooks.payloads import snapshot  # the payloads use the routers' mappers
+    from app.webhooks.payloads import snapshots  # the payloads use the routers' mappers
 
     now = now or utcnow()
-    rows: list[dict[str, Any]] = []
+    matched: list[tuple[Change, list[int]]] = []
     seen: set[Change] = set()
     unit_cache: dict[tuple[int, str], bool] = {}
     for change in changes:
         if change in seen:
             continue
         seen.add(change)
-        matched = [w.id for w in webhooks if _matches(session, w, change, unit_cache)]
-        if not matched:
-            continue
-        data = snapshot(session, change.kind, change.object_id, now)
-        if data is None:
-            continue
-        rows += [
-            {
-                "webhook_id": webhook_id,
-                "type": change.type,
-                "data": data,
-                "created_at": now,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-            }
-            for webhook_id in matched
-        ]
+        webhook_ids = [w.id for w in webhooks if _matches(session, w, change, unit_cache)]
+        if webhook_ids:
+            matched.append((change, webhook_ids))
+    if not matched:
+        return 0
+    data = snapshots(session, {(change.kind, change.object_id) for change, _ in matched}, now)
+    rows = [
+        {
+            "webhook_id": webhook_id,
+            "type": change.type,
+            "data": data[change.kind, change.object_id],
+            "created_at": now,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+        }
+        for change, webhook_ids in matched
+        if (change.kind, change.object_id) in data
+        for webhook_id in webhook_ids
+    ]
     if rows:
         session.execute(insert(WebhookDelivery), rows)
         after_commit(session, wake)
