@@ -52,7 +52,7 @@ from ingest import (  # bench/ingest.py (this folder is not a package: run this 
     supervision,
 )
 from sqlalchemy import func, select
-from workload import stop_on_sigterm
+from workload import MONTH_START, City, EventStream, stop_on_sigterm
 
 from app.config import Settings
 from app.db import Database
@@ -121,13 +121,20 @@ def receiver() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def batches(tag: str, day: int, count: int, size: int, spacing: float, seed: int) -> tuple[list[bytes], list[int]]:
-    rng = random.Random(seed + day)
-    events = []
-    for i in range(count):
-        event = make_event(rng, tag, i)
-        event["occurred_at"] = (START + timedelta(days=day, seconds=spacing * i)).isoformat()
-        events.append(event)
+def batches(
+    tag: str, day: int, count: int, size: int, spacing: float, seed: int, workload: str = "registrations"
+) -> tuple[list[bytes], list[int]]:
+    if workload == "city":  # an ordinary month of a detachment's business in five domains (bench/workload.py)
+        events = EventStream(City(), seed=seed, tag=tag, per_day=1, start=MONTH_START + timedelta(days=day)).month(
+            count
+        )
+    else:
+        rng = random.Random(seed + day)
+        events = []
+        for i in range(count):
+            event = make_event(rng, tag, i)
+            event["occurred_at"] = (START + timedelta(days=day, seconds=spacing * i)).isoformat()
+            events.append(event)
     chunks = [events[i : i + size] for i in range(0, len(events), size)]
     return [encode({"events": chunk}) for chunk in chunks], [len(chunk) for chunk in chunks]
 
@@ -185,16 +192,17 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         db = Database(Settings(database_url=url))
         phases: list[dict[str, Any]] = []
         with receiver() as hook_url:
-            with running_server(env, args.workers, Path(tmp, "server.log")) as (port, server):
+            ingest_env = env if args.sender == "on" else {**env, "SUPERVISION_WEBHOOK_DELIVERY": "false"}
+            with running_server(ingest_env, args.workers, Path(tmp, "server.log")) as (port, server):
                 to = Endpoint(port, key, server.pid)
                 day = 0
                 for round_ in (1, 2):
                     for subscribed in (0, 3):
                         ids = subscribe(port, admin, hook_url, subscribed) if subscribed else []
                         time.sleep(2.5)  # every worker's cached list of webhooks is read again (TTL 2 s)
-                        day += 2
+                        day += 35 if args.workload == "city" else 2
                         bodies, sizes = batches(
-                            f"R{day}", day, args.batch_events, args.batch_size, args.spacing, args.seed
+                            f"R{day}", day, args.batch_events, args.batch_size, args.spacing, args.seed, args.workload
                         )
                         before = count(db)
                         phase = asyncio.run(drive(to, "batch", bodies, 1, args.batch_concurrency, sizes))
@@ -233,7 +241,9 @@ def bench_database(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "webhooks",
         "database": kind,
         "server_workers": args.workers,
-        "spacing_s": args.spacing,
+        "workload": args.workload,
+        "sender_during_ingest": args.sender,
+        "spacing_s": args.spacing if args.workload == "registrations" else None,
         "batch_size": args.batch_size,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "ingest_phases": phases,
@@ -255,6 +265,8 @@ def main() -> int:
     parser.add_argument("--batch-events", type=int, default=20_000, help="events per ingest phase")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--batch-concurrency", type=int, default=4)
+    parser.add_argument("--workload", choices=("registrations", "city"), default="registrations")
+    parser.add_argument("--sender", choices=("on", "off"), default="on", help="off: measure the outbox alone")
     parser.add_argument("--spacing", type=float, default=7.0, help="seconds between events (0.5: the worst case)")
     parser.add_argument(
         "--delivery-events", type=int, default=6_000, help="events (0.1 s apart) that pile up deliveries"
