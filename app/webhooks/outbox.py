@@ -9,8 +9,8 @@ commit leaves its rows for the next worker). After the commit the worker of this
 Cost on the ingest path. Noting a change is a list append. Only a transaction that changed something
 looks at the webhooks, and that list is cached per process (per database) for ``webhook_cache_ttl``
 seconds (5 by default): with no webhook, a change costs no round trip beyond one read every 5 s; with
-webhooks, the rows of one transaction go in one ``executemany`` INSERT (plus one history read per
-changed alert or breaker, for the payload). A webhook created or deleted in this process is seen at
+webhooks, the payloads of one transaction are read with one query per kind of object and one per kind
+of history, and its rows go in one ``executemany`` INSERT. A webhook created or deleted in this process is seen at
 once here; another process sees it within the TTL, so for up to 5 s a new webhook may miss changes
 committed by other workers, and a deleted one may still get rows written (never sent: the worker skips
 deleted webhooks). Org-unit subtrees of the webhooks' ``unit`` are cached with the list.
