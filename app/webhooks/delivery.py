@@ -221,6 +221,15 @@ class Deliverer:
         """Write attempts' results in one transaction, and extend or release the webhook's lease."""
         now = utcnow()
         with self.db.session(write=True) as session:
+            # The webhook's row first, then its deliveries: the order of every writer (claim, delete).
+            session.execute(
+                update(Webhook)
+                .where(Webhook.id == webhook_id, Webhook.lease_holder == self.holder)
+                .values(
+                    lease_until=None if release else now + self.lease,
+                    lease_holder=None if release else self.holder,
+                )
+            )
             delivered = [r for r in results if r.error is None]
             if delivered:
                 table = WebhookDelivery.__table__.c
@@ -241,14 +250,6 @@ class Deliverer:
             for result in results:
                 if result.error is not None:
                     self._failed(session, result)
-            session.execute(
-                update(Webhook)
-                .where(Webhook.id == webhook_id, Webhook.lease_holder == self.holder)
-                .values(
-                    lease_until=None if release else now + self.lease,
-                    lease_holder=None if release else self.holder,
-                )
-            )
 
     def _failed(self, session: Session, result: Result) -> None:
         delivery = session.get(WebhookDelivery, result.item.id, with_for_update=True, populate_existing=True)
