@@ -341,3 +341,17 @@ def test_deleting_a_webhook_fails_its_pending_deliveries(
     assert wclient.delete(f"/v1/webhooks/{webhook['id']}", headers=bearer(admin_key)).status_code == 204
     deliverer.drain()
     assert receiver.received == []
+
+
+def test_a_receiver_slower_than_the_timeout_is_a_failed_attempt(
+    wclient: TestClient, admin_key: str, receiver: Receiver, deliverer: Deliverer
+) -> None:
+    receiver.delay = 2.5  # the timeout is 2 s in these tests
+    webhook = subscribe(wclient, admin_key, receiver.url)
+    wclient.post(f"/v1/webhooks/{webhook['id']}/test", headers=bearer(admin_key))
+    started = time.monotonic()
+    deliverer.run_once()
+    assert time.monotonic() - started < 2.4
+    (pending,) = deliveries(wclient, admin_key, webhook["id"], status="pending")
+    assert (pending["attempts"], pending["last_status_code"]) == (1, None)
+    assert pending["last_error"] == "no answer within 2 s"
