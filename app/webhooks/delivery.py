@@ -280,7 +280,8 @@ class Deliverer:
         for i, item in enumerate(run):
             code, error = self.send(item)
             results.append(Result(item, code, error, utcnow()))
-            last = i == len(run) - 1 or error is not None
+            # Stopping (the server shuts down): the rest of the run stays pending for the next worker.
+            last = i == len(run) - 1 or error is not None or self._stop.is_set()
             if error is not None:
                 log.info(
                     "webhook delivery failed",
@@ -291,7 +292,7 @@ class Deliverer:
             if last or time.monotonic() - flushed >= self.settings.webhook_timeout:
                 self._record(item.webhook_id, results, release=last)
                 results, flushed = [], time.monotonic()
-            if error is not None:
+            if last:
                 break
         return delivered
 
