@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -13,6 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from app.rules.spec import Duration
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/supervision.db"
+_LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
 
 
 def normalize_database_url(url: str) -> str:
@@ -54,6 +58,18 @@ class Settings(BaseSettings):
     scan_interval: Duration | None = Field(
         default=None, description="run a scan this often (e.g. 15m), once per period whatever the workers"
     )
+    webhook_hosts: str | None = Field(
+        default=None, description="comma-separated host names or CIDRs webhooks may point to (unset: anywhere)"
+    )
+    webhook_delivery: bool = Field(default=True, description="false: this process writes deliveries but sends none")
+    webhook_poll_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between looks for due work")
+    webhook_backoff_base: float = Field(default=5.0, gt=0, description="seconds: the first retry comes within this")
+    webhook_backoff_cap: float = Field(default=600.0, gt=0, description="seconds: the longest wait between tries")
+    webhook_retry_for: float = Field(default=86_400.0, gt=0, description="seconds of retrying before `failed`")
+    webhook_timeout: float = Field(default=10.0, gt=0, le=60, description="seconds a receiver has to answer 2xx")
+    webhook_cache_ttl: float = Field(
+        default=5.0, ge=0, description="seconds a worker may use its list of webhooks before reading it again"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -84,6 +100,37 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a rate limit such as `100/second;1000/minute`") from exc
         return value
+
+    @field_validator("webhook_hosts")
+    @classmethod
+    def _webhook_hosts(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        for entry in (e.strip().lower() for e in value.split(",")):
+            if not entry:
+                continue
+            try:
+                ip_network(entry, strict=False)
+            except ValueError:
+                if not _HOST_NAME.fullmatch(entry):
+                    raise ValueError(f"{entry!r} is neither a host name nor a CIDR") from None
+        return value
+
+    @property
+    def webhook_allowed(self) -> tuple[frozenset[str], tuple[IPv4Network | IPv6Network, ...]] | None:
+        """(host names, networks) webhooks may point to; None: anywhere."""
+        if self.webhook_hosts is None:
+            return None
+        names: set[str] = set()
+        networks: list[IPv4Network | IPv6Network] = []
+        for entry in (e.strip().lower() for e in self.webhook_hosts.split(",")):
+            if not entry:
+                continue
+            try:
+                networks.append(ip_network(entry, strict=False))
+            except ValueError:
+                names.add(entry.rstrip("."))
+        return frozenset(names), tuple(networks)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -36,6 +36,9 @@ from app.rules.state import RulesInForce
 from app.scans.router import router as scans_router
 from app.scans.service import periodic_scans
 from app.units.router import router as units_router
+from app.webhooks import outbox
+from app.webhooks.delivery import Deliverer
+from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger("supervision")
 
@@ -54,6 +57,7 @@ def create_app(settings: Settings | None = None, *, freeze_startup: bool = False
     if settings.bootstrap_admin_key is not None:
         always_redact(settings.bootstrap_admin_key.get_secret_value())
     db = Database(settings)
+    outbox.set_ttl(settings.webhook_cache_ttl)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,7 +76,13 @@ def create_app(settings: Settings | None = None, *, freeze_startup: bool = False
         task = None
         if settings.scan_interval is not None:
             task = asyncio.create_task(periodic_scans(db, app.state.rules, settings))
+        # Every server worker delivers webhooks (claims keep them from sending one delivery twice).
+        deliverer = Deliverer(db, settings) if settings.webhook_delivery else None
+        if deliverer is not None:
+            deliverer.start()
         yield
+        if deliverer is not None:
+            await asyncio.to_thread(deliverer.stop)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -108,6 +118,7 @@ def create_app(settings: Settings | None = None, *, freeze_startup: bool = False
     app.include_router(scans_router)
     app.include_router(reports_router)
     app.include_router(audit_router)
+    app.include_router(webhooks_router)
     console.install(app)
     console_docs.install(app)
     return app

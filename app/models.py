@@ -10,6 +10,7 @@ from app.exemptions.models import Exemption
 from app.rules.models import RuleBuild, RuleGeneration, RuleWindow, RuleWindowValue
 from app.scans.models import Lease, Scan
 from app.units.models import Unit
+from app.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "Alert",
@@ -27,4 +28,6 @@ __all__ = [
     "RuleWindowValue",
     "Scan",
     "Unit",
+    "Webhook",
+    "WebhookDelivery",
 ]

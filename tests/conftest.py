@@ -30,6 +30,7 @@ from app.main import create_app
 from app.migrate import upgrade_head
 from app.models import Base
 from app.units.service import forget_units
+from app.webhooks.outbox import forget_webhooks
 
 TEST_DB_ENV = "SUPERVISION_TEST_DATABASE_URL"
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +79,8 @@ def db(settings: Settings) -> Iterator[Database]:
 def empty_tables(database: Database) -> None:
     """Delete every row of every table (the schema stays), and what this process remembers of them."""
     forget_units()
-    # Events first: a trigger (migration 0007), not a foreign key the sort would see, keeps a unit they name.
+    forget_webhooks()
+    # Events first: a trigger (migration 0008), not a foreign key the sort would see, keeps a unit they name.
     tables = sorted((table.name for table in reversed(Base.metadata.sorted_tables)), key=lambda name: name != "events")
     with database.session(write=True) as session:
         if database.dialect == "postgresql":

@@ -208,7 +208,7 @@ def test_an_integer_beyond_64_bits_in_any_path_is_a_422_naming_it(walker: Walker
                 walker.expect_422(operation, f"{parameter['name']}={value}", response, ("path", parameter["name"]))
             walked += 1
     walker.check()
-    assert walked == 9  # events, alerts (2), breakers (2), scans, exemptions (3)
+    assert walked == 15  # events, alerts (2), breakers (2), scans, exemptions (3), webhooks (5 + delivery id)
 
 
 def test_the_largest_id_a_path_declares_is_simply_not_found(walker: Walker) -> None:

@@ -54,6 +54,13 @@ DECLARED: dict[str, set[int]] = {
     "list_audit": {200, 401, 403, 422, 429, 503},
     "verify_audit": {200, 401, 403, 429, 503},
     "post_audit_checkpoint": {201, 401, 403, 429, 503},
+    "create_webhook": {201, 400, 401, 403, 413, 422, 429, 503},
+    "list_webhooks": {200, 401, 403, 422, 429, 503},
+    "get_webhook": {200, 401, 403, 404, 422, 429, 503},
+    "delete_webhook": {204, 401, 403, 404, 422, 429, 503},
+    "test_webhook": {202, 401, 403, 404, 422, 429, 503},
+    "list_deliveries": {200, 401, 403, 404, 422, 429, 503},
+    "redeliver": {202, 401, 403, 404, 409, 422, 429, 503},
 }
 
 
@@ -142,7 +149,7 @@ def test_integer_path_ids_state_their_range(document: dict[str, Any]) -> None:
             elif parameter["in"] == "path":
                 assert parameter["schema"]["pattern"] == r"^\S(?:.*\S)?$", path
                 assert parameter["schema"]["maxLength"] == 64, path
-    assert found == 9
+    assert found == 15
 
 
 def test_cursors_and_periods_state_their_format(document: dict[str, Any]) -> None:
@@ -153,7 +160,7 @@ def test_cursors_and_periods_state_their_format(document: dict[str, Any]) -> Non
                 (text, _) = parameter["schema"]["anyOf"]
                 assert text == {"type": "string", "minLength": 1, "maxLength": 512, "pattern": CURSOR_PATTERN}, path
                 cursors += 1
-    assert cursors == 7
+    assert cursors == 9
     (period,) = [p for p in document["paths"]["/v1/reports/summary"]["get"]["parameters"] if p["name"] == "period"]
     assert period["schema"]["anyOf"][0]["pattern"] == PERIOD_PATTERN
 

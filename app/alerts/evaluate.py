@@ -45,6 +45,7 @@ from app.rules.aggregates import Delta
 from app.rules.engine import subject_of
 from app.rules.spec import AnyRule, GroupBy, RuleSet, SpikeRule
 from app.rules.windows import Window, WindowGrid
+from app.webhooks import outbox
 
 # (rule id, subject, window start)
 Key = tuple[str, str, datetime]
@@ -465,7 +466,11 @@ class Evaluator:
 
 
 def _audit(session: Session, changes: list[tuple[str, Alert]], *, actor: str, now: datetime) -> None:
-    """Record the alerts written, as they stand at the end of the evaluation (one entry per change)."""
+    """Record the alerts written, as they stand at the end of the evaluation (one entry per change), and tell
+    webhooks of them (an exempted alert tells none)."""
+    for action, alert in changes:
+        if not alert.exempted:
+            outbox.notify(session, action, "alert", alert.id, alert.unit)
     audit.record_all(
         session,
         [

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.orm import Session
 
 from app.alerts import service
-from app.alerts.models import Alert
+from app.alerts.models import Alert, AlertTransition
 from app.alerts.schemas import AlertDetail, AlertOut, Stage, TransitionIn, TransitionOut
 from app.auth.deps import InspectorKey
 from app.db import utcnow
@@ -99,6 +99,12 @@ def list_alerts(
 
 def _detail(session: Session, alert: Alert, response: Response) -> AlertDetail:
     response.headers["ETag"] = service.etag(alert)
+    return alert_detail(session, alert)
+
+
+def alert_detail(session: Session, alert: Alert, transitions: list[AlertTransition] | None = None) -> AlertDetail:
+    """The alert as `GET /v1/alerts/{id}` shows it (webhook payloads carry the same; they pass the
+    `transitions` read for many alerts at once)."""
     evidence = {**alert.evidence, "responsible_officer": alert.responsible_officer}
     history = [
         TransitionOut(
@@ -109,7 +115,7 @@ def _detail(session: Session, alert: Alert, response: Response) -> AlertDetail:
             reason=t.reason,
             details=t.details,
         )
-        for t in service.history(session, alert.id)
+        for t in (service.history(session, alert.id) if transitions is None else transitions)
     ]
     return AlertDetail(**alert_out(alert, utcnow()).model_dump(), evidence=evidence, history=history)
 

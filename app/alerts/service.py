@@ -17,6 +17,7 @@ from app.breakers.service import suspend
 from app.errors import Conflict, InvalidInput, NotFound, PreconditionFailed
 from app.units.models import Unit
 from app.units.service import subtree
+from app.webhooks import outbox
 
 _Query = TypeVar("_Query", Select[Alert], Select[str, int])
 
@@ -179,6 +180,8 @@ def transition(
         unit=alert.unit,
         at=now,
     )
+    if not alert.exempted:
+        outbox.notify(session, "alert.transitioned", "alert", alert.id, alert.unit)
     if given.get("outcome") == Outcome.SUSPENSION:
         suspend(session, alert, days=given["suspension_days"], actor=actor, reason=move.reason, now=now)
     session.flush()

@@ -3,11 +3,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
 
 from app.auth.deps import InspectorKey, require
 from app.auth.service import Principal, Role
 from app.breakers import service
-from app.breakers.models import Breaker
+from app.breakers.models import Breaker, BreakerChange
 from app.breakers.schemas import BreakerChangeOut, BreakerDetail, BreakerOut, BreakerState, CheckOut, ResetIn
 from app.breakers.state import effective_state
 from app.db import utcnow
@@ -91,7 +92,9 @@ def check_breakers(
     return CheckOut(allowed=not found, breakers=[breaker_out(b) for b in found])
 
 
-def _detail(session: ReadSession, breaker: Breaker) -> BreakerDetail:
+def breaker_detail(session: Session, breaker: Breaker, history: list[BreakerChange] | None = None) -> BreakerDetail:
+    """The breaker as `GET /v1/breakers/{id}` shows it (webhook payloads carry the same; they pass the
+    `history` read for many breakers at once)."""
     changes = [
         BreakerChangeOut(
             action=c.action,
@@ -102,7 +105,7 @@ def _detail(session: ReadSession, breaker: Breaker) -> BreakerDetail:
             alert_id=c.alert_id,
             at=c.at,
         )
-        for c in service.history(session, breaker.id)
+        for c in (service.history(session, breaker.id) if history is None else history)
     ]
     return BreakerDetail(**breaker_out(breaker).model_dump(), history=changes)
 
@@ -111,7 +114,7 @@ def _detail(session: ReadSession, breaker: Breaker) -> BreakerDetail:
 def get_breaker(breaker_id: RowId, principal: InspectorKey, session: ReadSession) -> BreakerDetail:
     """One breaker with its history of trips and resets."""
     units = subtree(principal.unit_id) if principal.unit_id else None
-    return _detail(session, service.get_breaker(session, breaker_id, units=units))
+    return breaker_detail(session, service.get_breaker(session, breaker_id, units=units))
 
 
 @router.post("/{breaker_id}/reset", responses=responses(400, 401, 403, 404, 409, 413, 422))
@@ -130,4 +133,4 @@ def reset_breaker(
         may_lift_suspension=principal.role is Role.ADMIN,
         units=subtree(principal.unit_id) if principal.unit_id else None,
     )
-    return _detail(session, breaker)
+    return breaker_detail(session, breaker)

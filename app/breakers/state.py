@@ -15,9 +15,12 @@ from app.breakers.models import Breaker, BreakerChange
 from app.db import insert_ignoring
 from app.rules.engine import subject_of
 from app.rules.spec import GroupBy
+from app.webhooks import outbox
 
 _IDENTITY = ("kind", "rule_id", "subject_type", "subject_id")
 _PAST = {"trip": "tripped", "reset": "reset", "suspend": "suspended", "lift": "lifted"}
+# What webhooks are told: a suspension opens a breaker too; lifting one (by the reset endpoint) resets it.
+_TOLD = {"trip": "breaker.opened", "suspend": "breaker.opened", "reset": "breaker.reset", "lift": "breaker.reset"}
 
 
 def effective_state(breaker: Breaker, now: datetime) -> str:
@@ -101,6 +104,7 @@ def record_change(
         unit=unit,
         at=now,
     )
+    outbox.notify(session, _TOLD[action], "breaker", breaker.id, unit)
     session.add(
         BreakerChange(
             breaker_id=breaker.id,

@@ -37,7 +37,7 @@ class Event(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     operator_id: Mapped[str] = mapped_column(String(64))
     operator_kind: Mapped[str] = mapped_column(String(16))
-    # A registered unit (units.id), checked by a trigger rather than a foreign key (see migration 0007).
+    # A registered unit (units.id), checked by a trigger rather than a foreign key (see migration 0008).
     operator_unit: Mapped[str] = mapped_column(String(64))
     responsible_officer: Mapped[str | None] = mapped_column(String(64))
     business_unit_id: Mapped[str | None] = mapped_column(String(64))

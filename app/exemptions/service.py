@@ -27,6 +27,7 @@ from app.errors import Conflict, InvalidInput, NotFound
 from app.events.models import Event
 from app.exemptions.models import Exemption
 from app.rules.spec import AnyRule, GroupBy, RuleSet
+from app.webhooks import outbox
 
 MAX_SPAN = timedelta(days=31)
 REQUESTED, APPROVED, REJECTED, REVOKED = "requested", "approved", "rejected", "revoked"
@@ -106,7 +107,7 @@ def covers_of(session: Session, subjects: Iterable[str]) -> list[Cover]:
 # --- scope ---------------------------------------------------------------------------------------------------
 
 
-def _subject_events(subject_type: str, subject_id: Any) -> list[ColumnElement[bool]]:
+def subject_events(subject_type: str, subject_id: Any) -> list[ColumnElement[bool]]:
     """The conditions on events that count for a subject of this type."""
     if subject_type == GroupBy.OPERATOR.value:
         return [Event.operator_id == subject_id]
@@ -124,7 +125,7 @@ def _in_units(units: Select[tuple[str]]) -> ColumnElement[bool]:
     conditions = [
         and_(
             Exemption.subject_type == subject_type.value,
-            exists().where(*_subject_events(subject_type.value, Exemption.subject_id), Event.operator_unit.in_(units)),
+            exists().where(*subject_events(subject_type.value, Exemption.subject_id), Event.operator_unit.in_(units)),
         )
         for subject_type in GroupBy
     ]
@@ -216,6 +217,7 @@ def _audit(session: Session, exemption: Exemption, action: str, actor: str, now:
         },
         at=now,
     )
+    outbox.notify(session, action, "exemption", exemption.id)
 
 
 def request(
@@ -363,6 +365,8 @@ def _set(session: Session, alert: Alert, exemption_id: int | None, *, actor: str
         unit=alert.unit,
         at=now,
     )
+    if exemption_id is None:  # it counts again: told as an update (an exempted alert tells nothing)
+        outbox.notify(session, "alert.updated", "alert", alert.id, alert.unit)
 
 
 def _mark(session: Session, rules: RuleSet, exemption: Exemption, *, actor: str, now: datetime) -> None:

@@ -44,6 +44,7 @@ from app.rules.spec import AnyRule, RuleSet, SpikeRule
 from app.rules.state import RulesInForce
 from app.rules.windows import Window
 from app.scans.models import Lease, Scan
+from app.webhooks import outbox
 
 log = logging.getLogger("supervision.scans")
 
@@ -253,7 +254,7 @@ def run_scan(
 
 def flag_overdue(session: Session, *, now: datetime, actor: str) -> list[int]:
     """Mark the supervisions that have passed their due time since the last scan (audited); their ids."""
-    query = select(Alert.id, Alert.unit, Alert.due_at, Alert.assignee_unit)
+    query = select(Alert.id, Alert.unit, Alert.due_at, Alert.assignee_unit, Alert.exempted)
     found = list(session.execute(query.where(overdue_sql(now), Alert.overdue_flagged_at.is_(None)).with_for_update()))
     if found:
         session.execute(update(Alert).where(Alert.id.in_([row.id for row in found])).values(overdue_flagged_at=now))
@@ -272,6 +273,9 @@ def flag_overdue(session: Session, *, now: datetime, actor: str) -> list[int]:
                 for row in found
             ],
         )
+        for row in found:
+            if not row.exempted:
+                outbox.notify(session, "alert.overdue", "alert", row.id, row.unit)
     return [row.id for row in found]
 
 

@@ -30,7 +30,7 @@ def test_a_unit_deleted_behind_the_service_is_registered_again(
 def test_a_unit_named_by_stored_events_cannot_be_deleted_nor_an_event_name_an_unknown_unit(
     client: TestClient, db: Database, source_key: str
 ) -> None:
-    """What the foreign key guaranteed, kept by triggers that take no lock (migration 0007)."""
+    """What the foreign key guaranteed, kept by triggers that take no lock (migration 0008)."""
     operator = {"id": "P8", "kind": "police", "unit": "KEPT-1", "responsible_officer": None}
     assert client.post("/v1/events", json=make_event(operator=operator), headers=bearer(source_key)).status_code == 201
     with pytest.raises(IntegrityError), db.session(write=True) as session:

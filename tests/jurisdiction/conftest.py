@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from app.config import Settings
 from app.db import Database
+from app.webhooks.models import WebhookDelivery
 from tests.conftest import KeyMaker
 from tests.workflow.support import (
     OPERATOR_RULE,
@@ -54,7 +56,7 @@ def trip_operator(client: TestClient, key: str, operator_id: str, unit: str) -> 
 
 
 @pytest.fixture
-def world(jclient: TestClient, source_key: str, admin_key: str, make_key: KeyMaker) -> dict[str, int]:
+def world(jclient: TestClient, source_key: str, admin_key: str, make_key: KeyMaker, db: Database) -> dict[str, int]:
     """The ids of the objects inside DD1 (`*_in`) and outside it (`*_out`), and of one scan run. The exemptions
     (requested, for OP-IN and OP-OUT) are filed by an inspector none of the matrix's keys is named after."""
     for unit_id, parent in TREE:
@@ -78,7 +80,17 @@ def world(jclient: TestClient, source_key: str, admin_key: str, make_key: KeyMak
         exemptions[name] = filed.json()["id"]
     scan = jclient.post("/v1/scans", json={}, headers={"Authorization": f"Bearer {admin_key}"})
     assert scan.status_code == 201, scan.text
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    hook = {"url": "http://127.0.0.1:9/hook", "events": ["breaker.opened"]}
+    webhook = jclient.post("/v1/webhooks", json=hook, headers=admin)
+    assert webhook.status_code == 201, webhook.text
+    ping = jclient.post(f"/v1/webhooks/{webhook.json()['id']}/test", headers=admin)
+    assert ping.status_code == 202, ping.text
+    with db.session(write=True) as session:  # a failed delivery, which may be redelivered
+        session.execute(update(WebhookDelivery).values(status="failed"))
     return {
+        "webhook": webhook.json()["id"],
+        "delivery": ping.json()["id"],
         **{f"{name}_in": value for name, value in inside.items()},
         **{f"{name}_out": value for name, value in outside.items()},
         "scan": scan.json()["id"],

@@ -104,6 +104,7 @@ FILING = {
     "reason": "驾校考试日 exam day",
 }
 DECISION = {"approve": True, "reason": "核实 checked"}
+WEBHOOK = {"url": "http://127.0.0.1:9/other", "events": ["alert.raised"]}
 ON_PROBATION = Effect("state", "open", "half_open")
 
 
@@ -152,6 +153,13 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/audit", INSPECT),
     Endpoint("GET", "/v1/audit/verify", INSPECT),
     Endpoint("POST", "/v1/audit/checkpoints", ADMIN, ok=201),
+    Endpoint("POST", "/v1/webhooks", ADMIN, ok=201, json=WEBHOOK),
+    Endpoint("GET", "/v1/webhooks", ADMIN),
+    Endpoint("GET", "/v1/webhooks/{webhook}", ADMIN),
+    Endpoint("DELETE", "/v1/webhooks/{webhook}", ADMIN, ok=204),
+    Endpoint("POST", "/v1/webhooks/{webhook}/test", ADMIN, ok=202),
+    Endpoint("GET", "/v1/webhooks/{webhook}/deliveries", ADMIN),
+    Endpoint("POST", "/v1/webhooks/{webhook}/deliveries/{delivery}/redeliver", ADMIN, ok=202),
 ]
 # fmt: on
 

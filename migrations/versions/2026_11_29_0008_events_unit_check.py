@@ -10,8 +10,8 @@ again, see `units.service`), and a unit that events name cannot be deleted, nor 
 Unlike the key, the triggers take no lock: a hand-made DELETE of a unit that no committed event names yet,
 racing an ingest that names it, could leave that event without its unit. The service never deletes units.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-29 17:00:00+00:00
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
