@@ -4,6 +4,7 @@ from app.alerts.models import Alert
 from app.audit.models import AuditEntry
 from app.auth.models import ApiKey
 from app.breakers.models import Breaker, BreakerChange
+from app.console.models import EndedSession
 from app.db import Base
 from app.events.models import Event
 from app.exemptions.models import Exemption
@@ -19,6 +20,7 @@ __all__ = [
     "Base",
     "Breaker",
     "BreakerChange",
+    "EndedSession",
     "Event",
     "Exemption",
     "Lease",

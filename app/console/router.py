@@ -135,6 +135,9 @@ async def sign_in(request: Request) -> Response:
 @router.post("/signout")
 async def sign_out(request: Request, console: Console) -> Response:
     await form_of(request, console)
+    token = request.cookies.get(sessions.SESSION_COOKIE)
+    if token is not None:
+        await run_in_threadpool(sessions.end, request.app.state.db, token)
     response = redirect("/console")
     response.delete_cookie(sessions.SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response

@@ -142,6 +142,18 @@ def test_sign_out_needs_the_csrf_token_and_clears_the_session(cclient: TestClien
     assert cclient.get("/console/alerts", follow_redirects=False).status_code == 303
 
 
+def test_signing_out_ends_the_session_for_a_copy_of_its_cookie_too(cclient: TestClient, inspector_key: str) -> None:
+    signed_in(cclient, inspector_key)
+    copied = cclient.cookies.get(sessions.SESSION_COOKIE)
+    assert copied is not None
+    page = cclient.get("/console/alerts").text
+    assert post_form(cclient, "/console/signout", page, {}).status_code == 303
+    cclient.cookies.set(sessions.SESSION_COOKIE, copied)  # as a stolen or kept copy would be sent
+    assert cclient.get("/console/alerts", follow_redirects=False).status_code == 303
+    signed_in(cclient, inspector_key)  # a new sign-in is a new session
+    assert cclient.get("/console/alerts", follow_redirects=False).status_code == 200
+
+
 def test_a_session_of_a_source_key_gets_the_403_page_everywhere(
     cclient: TestClient, db: Database, source_key: str, world: dict[str, int]
 ) -> None:
