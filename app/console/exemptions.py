@@ -82,7 +82,9 @@ def exemption_page(request: Request, console: Console) -> Response:
 async def decide_exemption(request: Request, exemption_id: RowId, console: Console) -> Response:
     form = await form_of(request, console)
     try:
-        body = DecisionIn.model_validate({"approve": form.get("approve", ""), "reason": form.get("reason", "")})
+        # The form's two buttons send "true" or "false"; anything else stays as sent and is refused, naming the field.
+        choice = {"true": True, "false": False}.get(str(form.get("approve", "")), form.get("approve", ""))
+        body = DecisionIn.model_validate({"approve": choice, "reason": form.get("reason", "")})
     except ValidationError as exc:
         raise ConsoleFormError(field_errors(exc)) from exc
     db: Database = request.app.state.db

@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.events.domains import Domain
 from app.fields import Ident, Reason, Text, Time
@@ -40,7 +40,8 @@ class ExemptionIn(BaseModel):
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    approve: bool
+    # Strict: `0`, `"no"` or `"false"` is not a decision (JSON has true and false for that).
+    approve: StrictBool
     reason: Reason
 
 

@@ -152,6 +152,12 @@ def test_bad_decisions_and_queries_are_422s(rclient: TestClient, source_key: str
     assert is_problem(rclient.post(f"{path}/decision", json={"approve": True}, headers=bearer(inspector_key)), 422)
     response = rclient.post(f"{path}/decision", json={"approve": "maybe", "reason": "x"}, headers=bearer(inspector_key))
     assert is_problem(response, 422)
+    for loose in (0, 1, "true", "no"):  # only JSON's true and false decide (the schema says boolean)
+        body = {"approve": loose, "reason": "x"}
+        response = rclient.post(f"{path}/decision", json=body, headers=bearer(inspector_key))
+        assert is_problem(response, 422), loose
+        assert "approve" in response.text
+    assert rclient.get(path, headers=bearer(inspector_key)).json()["status"] == "requested"
     assert is_problem(rclient.post(f"{path}/revoke", json={}, headers=bearer(inspector_key)), 422)
     for params in ({"limit": 501}, {"status": "pending"}, {"active": "perhaps"}):
         assert is_problem(rclient.get("/v1/exemptions", params=params, headers=bearer(inspector_key)), 422), params
