@@ -200,7 +200,10 @@ def stop_server(server: Server) -> None:
 
 @pytest.fixture(scope="session")
 def server(migrated: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A real uvicorn server (two workers) on the test database, shared by the end-to-end tests."""
-    running = start_server(migrated, tmp_path_factory.mktemp("server") / "server.log", workers=2)
+    """A real uvicorn server (two workers) on the test database, shared by the end-to-end tests. It sends no
+    webhooks: alive for the rest of the session, its senders would take the deliveries that later tests
+    (tests/webhooks) drive themselves."""
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    running = start_server(migrated, log, workers=2, env={"SUPERVISION_WEBHOOK_DELIVERY": "false"})
     yield running
     stop_server(running)
