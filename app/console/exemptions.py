@@ -10,11 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.service import Principal
-from app.console.web import Console, ConsoleFormError, field_errors, form_of, page, redirect, scope
+from app.console.web import Console, form_body, form_of, page, redirect, scope
 from app.db import Database, utcnow
 from app.exemptions import service as exemptions
 from app.exemptions.models import Exemption
@@ -81,12 +80,9 @@ def exemption_page(request: Request, console: Console) -> Response:
 @router.post("/exemptions/{exemption_id}/decision")
 async def decide_exemption(request: Request, exemption_id: RowId, console: Console) -> Response:
     form = await form_of(request, console)
-    try:
-        # The form's two buttons send "true" or "false"; anything else stays as sent and is refused, naming the field.
-        choice = {"true": True, "false": False}.get(str(form.get("approve", "")), form.get("approve", ""))
-        body = DecisionIn.model_validate({"approve": choice, "reason": form.get("reason", "")})
-    except ValidationError as exc:
-        raise ConsoleFormError(field_errors(exc)) from exc
+    # The form's two buttons send "true" or "false"; anything else stays as sent and is refused, naming the field.
+    choice = {"true": True, "false": False}.get(str(form.get("approve", "")), form.get("approve", ""))
+    body = form_body(DecisionIn, {"approve": choice, "reason": form.get("reason", "")})
     db: Database = request.app.state.db
 
     def apply() -> None:
@@ -110,10 +106,7 @@ async def decide_exemption(request: Request, exemption_id: RowId, console: Conso
 @router.post("/exemptions/{exemption_id}/revoke")
 async def revoke_exemption(request: Request, exemption_id: RowId, console: Console) -> Response:
     form = await form_of(request, console)
-    try:
-        body = RevokeIn.model_validate({"reason": form.get("reason", "")})
-    except ValidationError as exc:
-        raise ConsoleFormError(field_errors(exc)) from exc
+    body = form_body(RevokeIn, {"reason": form.get("reason", "")})
     db: Database = request.app.state.db
 
     def apply() -> None:

@@ -9,7 +9,6 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from app.audit import service as audit
@@ -23,7 +22,7 @@ from app.console.web import (
     SECURITY_HEADERS,
     Console,
     ConsoleFormError,
-    field_errors,
+    form_body,
     form_of,
     lang_of,
     page,
@@ -67,10 +66,7 @@ def breaker_list(request: Request, console: Console) -> Response:
 @router.post("/breakers/{breaker_id}/reset")
 async def reset_breaker(request: Request, breaker_id: RowId, console: Console) -> Response:
     form = await form_of(request, console)
-    try:
-        body = ResetIn.model_validate({"reason": form.get("reason", "")})
-    except ValidationError as exc:
-        raise ConsoleFormError(field_errors(exc)) from exc
+    body = form_body(ResetIn, {"reason": form.get("reason", "")})
     db: Database = request.app.state.db
 
     def apply() -> None:

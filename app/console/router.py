@@ -28,6 +28,7 @@ from app.console.web import (
     Console,
     ConsoleFormError,
     field_errors,
+    form_body,
     form_of,
     install_error_pages,
     local_times,
@@ -288,10 +289,7 @@ def transition_body(form: Mapping[str, str], zone: tzinfo) -> TransitionIn:
     body.update(local_times(form, ("due_at", "held_at"), zone))
     if "interviewees" in body:
         body["interviewees"] = [p.strip() for p in body["interviewees"].replace("，", ",").split(",") if p.strip()]
-    try:
-        return TransitionIn.model_validate(body)
-    except ValidationError as exc:
-        raise ConsoleFormError(field_errors(exc)) from exc
+    return form_body(TransitionIn, body)
 
 
 @router.post("/alerts/{alert_id}/transitions")

@@ -6,14 +6,14 @@ import inspect
 from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.auth.service import Principal, Role
 from app.console import session as sessions
@@ -161,6 +161,17 @@ def redirect(url: str) -> RedirectResponse:
 
 def field_errors(exc: ValidationError, prefix: int = 0) -> list[tuple[str, str]]:
     return [(".".join(str(part) for part in error["loc"][prefix:]) or "form", error["msg"]) for error in exc.errors()]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def form_body(model: type[M], values: Mapping[str, Any]) -> M:
+    """A form read as the API's body model; a field it refuses is the form-error page naming that field."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise ConsoleFormError(field_errors(exc)) from exc
 
 
 def local_times(values: Mapping[str, str], names: Sequence[str], zone: tzinfo) -> dict[str, Any]:
