@@ -57,20 +57,9 @@ from workload import MONTH_START, City, EventStream, stop_on_sigterm
 from app.config import Settings
 from app.db import Database
 from app.webhooks.models import Webhook, WebhookDelivery
+from app.webhooks.schemas import EventType
 
-ALL_EVENTS = [
-    "alert.raised",
-    "alert.updated",
-    "alert.cleared",
-    "alert.transitioned",
-    "alert.overdue",
-    "breaker.opened",
-    "breaker.reset",
-    "breaker.closed",
-    "exemption.requested",
-    "exemption.decided",
-    "exemption.revoked",
-]
+ALL_EVENTS = [event.value for event in EventType]  # subscribed to everything
 RECEIVER = """
 import asyncio, sys
 async def handle(reader, writer):

@@ -129,13 +129,12 @@ def key_lock_id(key: Key) -> int:
     return lock_id(rule_id, subject, start.isoformat())
 
 
-_LOCK = described(
-    text(
-        "SELECT CASE WHEN i <= :shared THEN pg_advisory_xact_lock_shared(k) ELSE pg_advisory_xact_lock(k) END"
-        " FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS t(k, i) ORDER BY i"
-    ),
-    "locked",
+# Take the locks of an array of ids in its order, the first ``shared`` ones shared (see LockIds).
+_TAKE_LOCKS = (
+    "SELECT CASE WHEN i <= CAST(:{shared} AS integer) THEN pg_advisory_xact_lock_shared(k)"
+    " ELSE pg_advisory_xact_lock(k) END FROM unnest(CAST(:{ids} AS bigint[])) WITH ORDINALITY AS t(k, i) ORDER BY i"
 )
+_LOCK = described(text(_TAKE_LOCKS.format(shared="shared", ids="keys")), "locked")
 _LOCK_RULE = text("SELECT pg_advisory_xact_lock(:key)")
 
 
@@ -158,11 +157,8 @@ class LockIds:
 NO_LOCKS = LockIds("{}", 0)
 
 # The same locks taken by another statement (the events insert): a condition that is true once they are held.
-LOCKING_CONDITION = (
-    "(SELECT count(*) FROM (SELECT CASE WHEN i <= CAST(:lock_shared AS integer) THEN pg_advisory_xact_lock_shared(k)"
-    " ELSE pg_advisory_xact_lock(k) END FROM unnest(CAST(:lock_ids AS bigint[])) WITH ORDINALITY AS t(k, i)"
-    " ORDER BY i) AS locked) >= 0"
-)
+_LOCKING = _TAKE_LOCKS.format(shared="lock_shared", ids="lock_ids")
+LOCKING_CONDITION = f"(SELECT count(*) FROM ({_LOCKING}) AS locked) >= 0"
 
 
 def lock(connection: Connection, rule_ids: Iterable[str], keys: Iterable[Key]) -> None:
